@@ -1,0 +1,216 @@
+//! One client's bounded send queue of already-encoded WebSocket frames, and the response body
+//! that drains it onto the socket. The channel actor pushes; the HTTP dispatcher pulls.
+//!
+//! Why not a channel: the writer is woken only when the queue goes from empty to non-empty and
+//! then takes *everything* queued in one chunk, so a burst costs one wake-up and one write
+//! (PERF-NOTES.md, "lazy outbox"). Why encoded frames: server frames are unmasked, so the
+//! channel encodes a message once and every recipient shares the same `Bytes`.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use actix_http::ws::{CloseCode, CloseReason, OpCode, Parser};
+use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
+use futures_util::Stream;
+
+use crate::error::CloseCause;
+
+/// Encodes one unmasked (server-to-client) data or control frame.
+pub fn encode(op: OpCode, payload: &[u8]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(payload.len() + 10);
+    Parser::write_message(&mut buf, payload, op, true, false);
+    buf.freeze()
+}
+
+/// Encodes a close frame with a code and reason.
+pub fn encode_close(code: u16, reason: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(reason.len() + 4);
+    let reason = CloseReason {
+        code: CloseCode::from(code),
+        description: (!reason.is_empty()).then(|| reason.to_owned()),
+    };
+    Parser::write_close(&mut buf, Some(reason), false);
+    buf.freeze()
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushError {
+    /// The queue holds its capacity: the client is a slow consumer.
+    Full,
+    /// The connection is closing or closed.
+    Closed,
+}
+
+#[derive(Default)]
+struct Inner {
+    queue: VecDeque<Bytes>,
+    /// The close frame to send after the queue, once set nothing more is accepted.
+    close: Option<Bytes>,
+}
+
+pub struct Outbox {
+    inner: Mutex<Inner>,
+    waker: AtomicWaker,
+    capacity: usize,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            inner: Mutex::new(Inner::default()),
+            waker: AtomicWaker::new(),
+            capacity,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the queue inconsistent; keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues one encoded frame; wakes the writer only if the queue was empty.
+    pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
+        let mut inner = self.lock();
+        if inner.close.is_some() {
+            return Err(PushError::Closed);
+        }
+        if inner.queue.len() >= self.capacity {
+            return Err(PushError::Full);
+        }
+        let was_empty = inner.queue.is_empty();
+        inner.queue.push_back(frame);
+        drop(inner);
+        if was_empty {
+            self.waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Sends what is queued, then a close frame with `code`/`reason`; nothing is accepted after.
+    /// Returns false if the outbox was already closing.
+    pub fn close_with(&self, code: u16, reason: &str) -> bool {
+        let mut inner = self.lock();
+        if inner.close.is_some() {
+            return false;
+        }
+        inner.close = Some(encode_close(code, reason));
+        drop(inner);
+        self.waker.wake();
+        true
+    }
+
+    /// Closes for a server-side cause. A slow consumer's queue is dropped first, so the close
+    /// frame goes next and the memory is freed at once.
+    pub fn close(&self, cause: CloseCause) -> bool {
+        if cause == CloseCause::SlowConsumer {
+            self.lock().queue.clear();
+        }
+        self.close_with(cause.code(), cause.reason())
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.lock().close.is_some()
+    }
+
+    /// The response body that writes this outbox to the socket.
+    pub fn body(self: &Arc<Self>) -> OutboxBody {
+        OutboxBody {
+            outbox: Arc::clone(self),
+            done: false,
+        }
+    }
+}
+
+/// Streams the outbox: every poll takes all queued frames as one chunk; after the close frame
+/// the stream ends and the HTTP layer closes the connection.
+pub struct OutboxBody {
+    outbox: Arc<Outbox>,
+    done: bool,
+}
+
+impl Stream for OutboxBody {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        // Register before looking, so a push between the look and the return is not missed.
+        self.outbox.waker.register(cx.waker());
+        let mut inner = self.outbox.lock();
+        let chunk = match inner.queue.len() {
+            0 => None,
+            1 => inner.queue.pop_front(),
+            _ => {
+                let size = inner.queue.iter().map(Bytes::len).sum();
+                let mut buf = BytesMut::with_capacity(size);
+                for frame in inner.queue.drain(..) {
+                    buf.extend_from_slice(&frame);
+                }
+                Some(buf.freeze())
+            }
+        };
+        let close = inner.close.clone();
+        drop(inner);
+        match (chunk, close) {
+            (Some(chunk), Some(close)) => {
+                self.done = true;
+                let mut buf = BytesMut::with_capacity(chunk.len() + close.len());
+                buf.extend_from_slice(&chunk);
+                buf.extend_from_slice(&close);
+                Poll::Ready(Some(Ok(buf.freeze())))
+            }
+            (Some(chunk), None) => Poll::Ready(Some(Ok(chunk))),
+            (None, Some(close)) => {
+                self.done = true;
+                Poll::Ready(Some(Ok(close)))
+            }
+            (None, None) => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    fn text(s: &str) -> Bytes {
+        encode(OpCode::Text, s.as_bytes())
+    }
+
+    #[actix_rt::test]
+    async fn drains_everything_queued_in_one_chunk_then_the_close_frame() {
+        let outbox = Outbox::new(8);
+        let mut body = outbox.body();
+        outbox.push(text("a")).unwrap();
+        outbox.push(text("b")).unwrap();
+        let chunk = body.next().await.unwrap().unwrap();
+        assert_eq!(&chunk[..], &[0x81, 1, b'a', 0x81, 1, b'b']);
+        outbox.close_with(1000, "");
+        let close = body.next().await.unwrap().unwrap();
+        assert_eq!(&close[..], &[0x88, 2, 0x03, 0xe8]);
+        assert!(body.next().await.is_none());
+    }
+
+    #[test]
+    fn a_full_queue_reports_a_slow_consumer_and_a_closed_one_refuses() {
+        let outbox = Outbox::new(2);
+        outbox.push(text("1")).unwrap();
+        outbox.push(text("2")).unwrap();
+        assert_eq!(outbox.push(text("3")), Err(PushError::Full));
+        assert!(outbox.close(CloseCause::SlowConsumer));
+        assert!(
+            !outbox.close(CloseCause::ChannelDeleted),
+            "first close wins"
+        );
+        assert_eq!(outbox.push(text("4")), Err(PushError::Closed));
+        assert!(
+            outbox.lock().queue.is_empty(),
+            "slow consumer's queue is dropped"
+        );
+    }
+}

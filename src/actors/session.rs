@@ -1,0 +1,216 @@
+//! The session actor: one WebSocket client. Decodes frames from the request body (size limits,
+//! UTF-8, continuation, ping/pong, close), forwards messages to its channel, and keeps the
+//! connection alive with pings. Outbound frames bypass it: the channel writes into the outbox.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_codec::Decoder;
+use actix_http::ws::{Codec, Frame, Item, OpCode, ProtocolError};
+use actix_web::error::PayloadError;
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+
+use super::channel::{Channel, ClientId, Data, Leave, Publish};
+use super::outbox::{encode, Outbox};
+use crate::error::CloseCause;
+
+/// Per-connection limits, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub max_message_size: usize,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+}
+
+pub struct Session {
+    id: ClientId,
+    channel: Addr<Channel>,
+    outbox: Arc<Outbox>,
+    limits: SessionLimits,
+    codec: Codec,
+    /// Bytes read but not yet decoded into a whole frame.
+    buf: BytesMut,
+    /// A fragmented message being reassembled: (is text, data so far).
+    partial: Option<(bool, BytesMut)>,
+    last_seen: Instant,
+    /// Waiting for room in the channel's mailbox; decoding resumes afterwards, in order.
+    blocked: bool,
+    done: bool,
+}
+
+impl Session {
+    pub fn new(
+        id: ClientId,
+        channel: Addr<Channel>,
+        outbox: Arc<Outbox>,
+        limits: SessionLimits,
+    ) -> Session {
+        Session {
+            id,
+            channel,
+            outbox,
+            limits,
+            codec: Codec::new().max_size(limits.max_message_size),
+            buf: BytesMut::new(),
+            partial: None,
+            last_seen: Instant::now(),
+            blocked: false,
+            done: false,
+        }
+    }
+
+    /// Closes the connection for `cause` and stops reading.
+    fn fail(&mut self, cause: CloseCause, ctx: &mut Context<Self>) {
+        log::debug!("client {}: closing: {}", self.id, cause.reason());
+        self.outbox.close(cause);
+        self.done = true;
+        ctx.stop();
+    }
+
+    /// Decodes and handles every whole frame in the buffer.
+    fn process(&mut self, ctx: &mut Context<Self>) {
+        while !self.done && !self.blocked {
+            // The codec ignores the RSV bits; no extension is negotiated, so they must be 0.
+            if self.buf.first().is_some_and(|b| b & 0x70 != 0) {
+                return self.fail(CloseCause::ProtocolError, ctx);
+            }
+            match self.codec.decode(&mut self.buf) {
+                Ok(Some(frame)) => self.on_frame(frame, ctx),
+                Ok(None) => return,
+                Err(ProtocolError::Overflow) => return self.fail(CloseCause::MessageTooBig, ctx),
+                Err(e) => {
+                    log::debug!("client {}: protocol error: {e}", self.id);
+                    return self.fail(CloseCause::ProtocolError, ctx);
+                }
+            }
+        }
+    }
+
+    fn on_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        match frame {
+            Frame::Text(b) => self.message(true, b, ctx),
+            Frame::Binary(b) => self.message(false, b, ctx),
+            Frame::Continuation(item) => self.continuation(item, ctx),
+            Frame::Ping(b) => {
+                // A client that pings but never reads only fills its own bounded outbox.
+                let _ = self.outbox.push(encode(OpCode::Pong, &b));
+            }
+            Frame::Pong(_) => {}
+            Frame::Close(reason) => {
+                let code = reason.map_or(1000, |r| u16::from(r.code));
+                self.outbox.close_with(code, "");
+                self.done = true;
+                ctx.stop();
+            }
+        }
+    }
+
+    fn continuation(&mut self, item: Item, ctx: &mut Context<Self>) {
+        let (text, chunk, last) = match item {
+            Item::FirstText(b) => (Some(true), b, false),
+            Item::FirstBinary(b) => (Some(false), b, false),
+            Item::Continue(b) => (None, b, false),
+            Item::Last(b) => (None, b, true),
+        };
+        if let Some(text) = text {
+            self.partial = Some((text, BytesMut::from(&chunk[..])));
+        } else if let Some((_, data)) = self.partial.as_mut() {
+            data.extend_from_slice(&chunk);
+        } else {
+            return self.fail(CloseCause::ProtocolError, ctx);
+        }
+        let size = self.partial.as_ref().map_or(0, |(_, d)| d.len());
+        if size > self.limits.max_message_size {
+            return self.fail(CloseCause::MessageTooBig, ctx);
+        }
+        if last {
+            if let Some((text, data)) = self.partial.take() {
+                self.message(text, data.freeze(), ctx);
+            }
+        }
+    }
+
+    fn message(&mut self, text: bool, payload: Bytes, ctx: &mut Context<Self>) {
+        let data = if text {
+            match ByteString::try_from(payload) {
+                Ok(s) => Data::Text(s),
+                Err(_) => return self.fail(CloseCause::InvalidUtf8, ctx),
+            }
+        } else {
+            Data::Binary(payload)
+        };
+        let msg = Publish {
+            from: self.id.clone(),
+            data,
+        };
+        match self.channel.try_send(msg) {
+            Ok(()) => {}
+            Err(SendError::Full(msg)) => {
+                // Backpressure: stop reading this socket until the channel has room.
+                self.blocked = true;
+                let send = self.channel.send(msg).into_actor(self);
+                ctx.wait(send.map(|res, act, ctx| {
+                    act.blocked = false;
+                    if res.is_err() {
+                        ctx.stop();
+                    } else {
+                        act.process(ctx);
+                    }
+                }));
+            }
+            Err(SendError::Closed(_)) => ctx.stop(),
+        }
+    }
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(self.limits.ping_interval, |act, ctx| {
+            if act.outbox.is_closed() {
+                // The channel closed us (deleted, timed out, slow consumer).
+                act.done = true;
+                ctx.stop();
+            } else if act.last_seen.elapsed() >= act.limits.ping_timeout {
+                act.fail(CloseCause::PingTimeout, ctx);
+            } else {
+                let _ = act.outbox.push(encode(OpCode::Ping, b""));
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.channel.do_send(Leave {
+            id: self.id.clone(),
+        });
+        // The socket went away without a close frame: end the response body too.
+        self.outbox.close_with(1000, "");
+    }
+}
+
+impl StreamHandler<Result<Bytes, PayloadError>> for Session {
+    fn handle(&mut self, chunk: Result<Bytes, PayloadError>, ctx: &mut Context<Self>) {
+        if self.done {
+            return;
+        }
+        match chunk {
+            Ok(bytes) => {
+                self.last_seen = Instant::now();
+                self.buf.extend_from_slice(&bytes);
+                self.process(ctx);
+            }
+            Err(e) => {
+                log::debug!("client {}: read error: {e}", self.id);
+                self.done = true;
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

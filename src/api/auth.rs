@@ -1,0 +1,179 @@
+//! API authentication: which requests `WRS_AUTH_RESOURCES` protects (matched on the canonical
+//! plural path), where a token may come from (query, Bearer header, JSON body), and the
+//! middleware that answers 401 before any handler runs.
+
+use std::collections::HashMap;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{AUTHORIZATION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use actix_web::http::Method;
+use actix_web::middleware::Next;
+use actix_web::{web, Error};
+use serde_json::Value;
+
+use super::body;
+use super::AppState;
+use crate::config::AuthRule;
+use crate::error::ApiError;
+use crate::token;
+
+#[derive(Debug, Clone)]
+pub struct AuthPolicy {
+    pub token: String,
+    /// Empty = every route but the health probes.
+    pub rules: Vec<AuthRule>,
+}
+
+/// `/channel...` is an alias of `/channels...`; rules always see the plural form.
+pub fn canonical_path(path: &str) -> String {
+    match path.strip_prefix("/channel") {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("/channels{rest}"),
+        _ => path.to_owned(),
+    }
+}
+
+/// Browser-only GET routes are judged as the POST / DELETE they stand for.
+fn effective<'a>(method: &'a str, canonical: &str) -> (&'a str, String) {
+    if method == "GET" {
+        if canonical == "/channels/create" {
+            return ("POST", "/channels".into());
+        }
+        if let Some(id) = canonical
+            .strip_prefix("/channels/")
+            .and_then(|rest| rest.strip_suffix("/delete"))
+            .filter(|id| !id.contains('/'))
+        {
+            return ("DELETE", format!("/channels/{id}"));
+        }
+    }
+    (method, canonical.to_owned())
+}
+
+impl AuthPolicy {
+    /// Whether a request with this method and (raw) path needs the API token.
+    pub fn protects(&self, method: &str, path: &str) -> bool {
+        let canonical = canonical_path(path);
+        if canonical == "/healthz" || canonical == "/readyz" {
+            return false;
+        }
+        if self.rules.is_empty() {
+            return true;
+        }
+        let (method, path) = effective(method, &canonical);
+        self.rules.iter().any(|rule| {
+            rule.method.as_deref().is_none_or(|m| m == method) && rule.path.is_match(&path)
+        })
+    }
+
+    fn accepts(&self, presented: &str) -> bool {
+        token::matches(presented, &self.token)
+    }
+}
+
+/// Checks the query, then the header, then (for requests with a body) the JSON body.
+async fn authorized(
+    req: &mut ServiceRequest,
+    policy: &AuthPolicy,
+    max_body: usize,
+) -> Result<bool, ApiError> {
+    let query = web::Query::<HashMap<String, String>>::from_query(req.query_string()).ok();
+    if let Some(t) = query.as_ref().and_then(|q| q.get("auth")) {
+        return Ok(policy.accepts(t));
+    }
+    if let Some(value) = req.headers().get(AUTHORIZATION) {
+        let bearer = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        return Ok(bearer.is_some_and(|t| policy.accepts(t)));
+    }
+    let has_body = req.headers().contains_key(TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    if !has_body || *req.method() == Method::GET {
+        return Ok(false);
+    }
+    let (http_req, payload) = req.parts_mut();
+    let bytes = body::read(http_req, payload, max_body).await?;
+    let presented = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("auth").and_then(Value::as_str).map(str::to_owned));
+    // Put the body back for the handler.
+    req.set_payload(actix_web::dev::Payload::from(bytes));
+    Ok(presented.is_some_and(|t| policy.accepts(&t)))
+}
+
+/// The middleware: 401 for a protected request without the right token.
+pub async fn middleware(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    if let Some(state) = state {
+        if let Some(policy) = &state.auth {
+            if policy.protects(req.method().as_str(), req.path())
+                && !authorized(&mut req, policy, state.config.max_body).await?
+            {
+                log::debug!("401 for {} {}", req.method(), req.path());
+                return Err(ApiError::Unauthorized.into());
+            }
+        }
+    }
+    next.call(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::auth_rules;
+
+    fn policy(spec: &str) -> AuthPolicy {
+        AuthPolicy {
+            token: "t".into(),
+            rules: auth_rules(spec).unwrap(),
+        }
+    }
+
+    #[test]
+    fn empty_rules_protect_everything_but_health_probes() {
+        let p = policy("");
+        assert!(p.protects("GET", "/"));
+        assert!(p.protects("GET", "/channels/x/connect"));
+        assert!(!p.protects("GET", "/healthz"));
+        assert!(!p.protects("GET", "/readyz"));
+    }
+
+    #[test]
+    fn rules_match_method_and_anchored_canonical_path() {
+        let p = policy("POST:/channels DELETE:/channels");
+        assert!(p.protects("POST", "/channels"));
+        assert!(
+            p.protects("POST", "/channel"),
+            "singular alias is canonicalised"
+        );
+        assert!(p.protects("DELETE", "/channel/abc"));
+        assert!(!p.protects("GET", "/channels"));
+        assert!(!p.protects("GET", "/x/channels"));
+    }
+
+    #[test]
+    fn browser_only_routes_are_judged_as_what_they_do() {
+        let p = policy("POST:/channels DELETE:/channels/");
+        assert!(p.protects("GET", "/channel/create"));
+        assert!(p.protects("GET", "/channels/abc/delete"));
+        assert!(!p.protects("GET", "/channels/abc"));
+    }
+
+    #[test]
+    fn canonical_path_only_rewrites_the_channel_segment() {
+        assert_eq!(canonical_path("/channel"), "/channels");
+        assert_eq!(canonical_path("/channel/a/connect"), "/channels/a/connect");
+        assert_eq!(canonical_path("/channels/a"), "/channels/a");
+        assert_eq!(canonical_path("/channelx"), "/channelx");
+    }
+}

@@ -1,0 +1,385 @@
+//! Configuration: every setting is a `WRS_*` environment variable, the common ones also a CLI
+//! flag that overrides it. Parsed and validated once at start; errors name the variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use regex::Regex;
+use thiserror::Error;
+
+/// Command-line flags; each overrides the environment variable named in its help text.
+#[derive(Debug, Default, Parser)]
+#[command(name = "wrs", version, about = "wrs — the WebSocket Relay Service")]
+pub struct Cli {
+    /// Port of the REST API and WebSockets (WRS_API_PORT)
+    #[arg(short = 'p', long = "portAPI")]
+    pub port_api: Option<String>,
+    /// Port for cluster peer traffic (WRS_NODE_PORT)
+    #[arg(short = 'n', long = "portNode")]
+    pub port_node: Option<String>,
+    /// Protect the API with a token (WRS_AUTH); `--auth` alone means true
+    #[arg(short = 'a', long = "auth", num_args = 0..=1, default_missing_value = "true")]
+    pub auth: Option<String>,
+    /// The API token (WRS_AUTH_TOKEN)
+    #[arg(short = 't', long = "token")]
+    pub token: Option<String>,
+    /// Serve https/wss (WRS_SSL); `--ssl` alone means true
+    #[arg(short = 's', long = "ssl", num_args = 0..=1, default_missing_value = "true")]
+    pub ssl: Option<String>,
+}
+
+#[derive(Debug, Error, PartialEq)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+fn bad(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+/// One `WRS_AUTH_RESOURCES` entry: a method (`None` = any) and a path regex anchored at the start.
+#[derive(Debug, Clone)]
+pub struct AuthRule {
+    pub method: Option<String>,
+    pub path: Regex,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: String,
+    pub api_port: u16,
+    pub public_api_port: u16,
+    pub domain: String,
+    pub node_port: u16,
+    pub auth: bool,
+    pub auth_token: String,
+    /// Empty = every route is protected (when `auth` is on).
+    pub auth_rules: Vec<AuthRule>,
+    pub tls: Option<Tls>,
+    pub browser_only: bool,
+    pub token_length: usize,
+    pub id_length: usize,
+    pub debug: bool,
+    pub max_message_size: usize,
+    pub client_queue: usize,
+    pub max_channels: usize,
+    pub max_body: usize,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub workers: usize,
+    pub node_heartbeat: Duration,
+    pub node_min_election_timeout: Duration,
+    pub node_max_election_timeout: Duration,
+    pub node_snapshot_length: u64,
+    pub join: Vec<String>,
+    pub cluster_secret: Option<String>,
+}
+
+/// Largest integer a JSON number carries exactly (2^53), the bound for limits and timeouts.
+pub const MAX_SAFE_INTEGER: i64 = 1 << 53;
+
+impl Config {
+    /// Reads the process environment and the command line.
+    pub fn from_env_and_args() -> Result<Config, ConfigError> {
+        let cli = Cli::parse();
+        Config::load(|k| std::env::var(k).ok(), cli)
+    }
+
+    /// Builds the configuration from a variable lookup (the environment, or a map in tests)
+    /// and the CLI flags, which win.
+    pub fn load(env: impl Fn(&str) -> Option<String>, cli: Cli) -> Result<Config, ConfigError> {
+        let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        let or_cli = |cli: Option<String>, k: &str| cli.or_else(|| get(k));
+
+        let api_port = port("WRS_API_PORT", or_cli(cli.port_api, "WRS_API_PORT"), 8080)?;
+        let public_api_port = port("WRS_PUBLIC_API_PORT", get("WRS_PUBLIC_API_PORT"), api_port)?;
+        let node_port = port(
+            "WRS_NODE_PORT",
+            or_cli(cli.port_node, "WRS_NODE_PORT"),
+            4000,
+        )?;
+        let auth = boolean("WRS_AUTH", or_cli(cli.auth, "WRS_AUTH"), false)?;
+        let auth_token = or_cli(cli.token, "WRS_AUTH_TOKEN").unwrap_or_default();
+        if auth && auth_token.is_empty() {
+            return Err(bad(
+                "WRS_AUTH_TOKEN",
+                "must be set when WRS_AUTH=true (or use -t/--token)",
+            ));
+        }
+        let auth_rules = auth_rules(get("WRS_AUTH_RESOURCES").as_deref().unwrap_or(""))?;
+        let ssl = boolean("WRS_SSL", or_cli(cli.ssl, "WRS_SSL"), false)?;
+        let tls = if ssl {
+            let cert = get("WRS_SSL_CERT_PATH")
+                .ok_or_else(|| bad("WRS_SSL_CERT_PATH", "must be set when WRS_SSL=true"))?;
+            let key = get("WRS_SSL_KEY_PATH")
+                .ok_or_else(|| bad("WRS_SSL_KEY_PATH", "must be set when WRS_SSL=true"))?;
+            Some(Tls {
+                cert: cert.into(),
+                key: key.into(),
+            })
+        } else {
+            None
+        };
+        let token_length = number("WRS_TOKEN_LENGTH", get("WRS_TOKEN_LENGTH"), 32, 32, 256)?;
+        let min_election = millis(
+            "WRS_NODE_MIN_ELECTION_TIMEOUT",
+            get("WRS_NODE_MIN_ELECTION_TIMEOUT"),
+            2000,
+        )?;
+        let max_election = millis(
+            "WRS_NODE_MAX_ELECTION_TIMEOUT",
+            get("WRS_NODE_MAX_ELECTION_TIMEOUT"),
+            3000,
+        )?;
+        if max_election < min_election {
+            return Err(bad(
+                "WRS_NODE_MAX_ELECTION_TIMEOUT",
+                "must not be smaller than WRS_NODE_MIN_ELECTION_TIMEOUT",
+            ));
+        }
+        let ping_interval = millis("WRS_PING_INTERVAL", get("WRS_PING_INTERVAL"), 30_000)?;
+        let ping_timeout = millis("WRS_PING_TIMEOUT", get("WRS_PING_TIMEOUT"), 90_000)?;
+        if ping_interval.is_zero() || ping_timeout <= ping_interval {
+            return Err(bad(
+                "WRS_PING_TIMEOUT",
+                "must be larger than WRS_PING_INTERVAL, and the interval above 0",
+            ));
+        }
+        let join = get("WRS_JOIN")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let default_workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+
+        Ok(Config {
+            bind: get("WRS_BIND").unwrap_or_else(|| "0.0.0.0".into()),
+            api_port,
+            public_api_port,
+            domain: get("WRS_DOMAIN").unwrap_or_else(|| "127.0.0.1".into()),
+            node_port,
+            auth,
+            auth_token,
+            auth_rules,
+            tls,
+            browser_only: boolean("WRS_BROWSER_ONLY", get("WRS_BROWSER_ONLY"), false)?,
+            token_length,
+            id_length: number("WRS_ID_LENGTH", get("WRS_ID_LENGTH"), 8, 4, 64)?,
+            debug: boolean("WRS_DEBUG", get("WRS_DEBUG"), false)?,
+            max_message_size: number(
+                "WRS_MAX_MESSAGE_SIZE",
+                get("WRS_MAX_MESSAGE_SIZE"),
+                1 << 20,
+                1,
+                1 << 30,
+            )?,
+            client_queue: number(
+                "WRS_CLIENT_QUEUE",
+                get("WRS_CLIENT_QUEUE"),
+                1024,
+                1,
+                1 << 20,
+            )?,
+            max_channels: number(
+                "WRS_MAX_CHANNELS",
+                get("WRS_MAX_CHANNELS"),
+                100_000,
+                0,
+                1 << 32,
+            )?,
+            max_body: number("WRS_MAX_BODY", get("WRS_MAX_BODY"), 64 << 10, 64, 1 << 30)?,
+            ping_interval,
+            ping_timeout,
+            shutdown_timeout: millis("WRS_SHUTDOWN_TIMEOUT", get("WRS_SHUTDOWN_TIMEOUT"), 5000)?,
+            workers: number("WRS_WORKERS", get("WRS_WORKERS"), default_workers, 1, 1024)?,
+            node_heartbeat: millis("WRS_NODE_HEARTBEAT", get("WRS_NODE_HEARTBEAT"), 300)?,
+            node_min_election_timeout: min_election,
+            node_max_election_timeout: max_election,
+            node_snapshot_length: number(
+                "WRS_NODE_SNAPSHOT_LENGTH",
+                get("WRS_NODE_SNAPSHOT_LENGTH"),
+                10_000,
+                1,
+                1 << 40,
+            )?,
+            join,
+            cluster_secret: get("WRS_CLUSTER_SECRET"),
+        })
+    }
+
+    /// The scheme a browser uses to reach this node.
+    pub fn http_scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+fn boolean(var: &'static str, v: Option<String>, default: bool) -> Result<bool, ConfigError> {
+    match v.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(s) if matches!(s.as_str(), "true" | "1" | "yes" | "on") => Ok(true),
+        Some(s) if matches!(s.as_str(), "false" | "0" | "no" | "off") => Ok(false),
+        Some(s) => Err(bad(var, format!("expected true or false, got {s:?}"))),
+    }
+}
+
+fn number<T>(
+    var: &'static str,
+    v: Option<String>,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let Some(s) = v else { return Ok(default) };
+    let n: T = s
+        .trim()
+        .parse()
+        .map_err(|_| bad(var, format!("expected a whole number, got {s:?}")))?;
+    if n < min || n > max {
+        return Err(bad(
+            var,
+            format!("must be between {min} and {max}, got {n}"),
+        ));
+    }
+    Ok(n)
+}
+
+fn port(var: &'static str, v: Option<String>, default: u16) -> Result<u16, ConfigError> {
+    number(var, v, default, 0, u16::MAX)
+}
+
+fn millis(var: &'static str, v: Option<String>, default: u64) -> Result<Duration, ConfigError> {
+    number(var, v, default, 0, 1 << 40).map(Duration::from_millis)
+}
+
+/// Parses `WRS_AUTH_RESOURCES`: space-separated `METHOD:regex`; `*` = any method / every path;
+/// an entry without `:` is a path for any method.
+pub fn auth_rules(spec: &str) -> Result<Vec<AuthRule>, ConfigError> {
+    spec.split_whitespace()
+        .map(|entry| {
+            let (method, path) = match entry.split_once(':') {
+                Some((m, p)) => (m, p),
+                None => ("*", entry),
+            };
+            let method = match method.trim() {
+                "*" | "" => None,
+                m if m.chars().all(|c| c.is_ascii_alphabetic()) => Some(m.to_ascii_uppercase()),
+                m => {
+                    return Err(bad(
+                        "WRS_AUTH_RESOURCES",
+                        format!("{m:?} in {entry:?} is not an HTTP method or *"),
+                    ))
+                }
+            };
+            let pattern = if path == "*" || path.is_empty() {
+                ".*"
+            } else {
+                path
+            };
+            let path = Regex::new(&format!("^(?:{pattern})")).map_err(|e| {
+                bad(
+                    "WRS_AUTH_RESOURCES",
+                    format!("{entry:?} is not a valid regex: {e}"),
+                )
+            })?;
+            Ok(AuthRule { method, path })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load(|k| map.get(k).cloned(), Cli::default())
+    }
+
+    #[test]
+    fn defaults_need_nothing_and_use_an_unprivileged_port() {
+        let c = load(&[]).expect("defaults are valid");
+        assert_eq!(c.api_port, 8080);
+        assert_eq!(c.public_api_port, 8080);
+        assert!(!c.auth && c.tls.is_none() && !c.browser_only);
+        assert_eq!(c.max_message_size, 1 << 20);
+        assert_eq!(c.client_queue, 1024);
+        assert_eq!(c.max_channels, 100_000);
+        assert_eq!(c.max_body, 65536);
+        assert_eq!(c.token_length, 32);
+    }
+
+    #[test]
+    fn invalid_values_name_their_variable() {
+        for (var, val) in [
+            ("WRS_API_PORT", "abc"),
+            ("WRS_API_PORT", "70000"),
+            ("WRS_AUTH", "maybe"),
+            ("WRS_TOKEN_LENGTH", "8"),
+            ("WRS_MAX_MESSAGE_SIZE", "-1"),
+            ("WRS_AUTH_RESOURCES", "GET:/channels("),
+        ] {
+            let err = load(&[(var, val)]).expect_err(var);
+            assert_eq!(err.var, var, "{err}");
+        }
+    }
+
+    #[test]
+    fn auth_without_token_and_ssl_without_paths_are_rejected() {
+        assert_eq!(
+            load(&[("WRS_AUTH", "true")]).unwrap_err().var,
+            "WRS_AUTH_TOKEN"
+        );
+        assert_eq!(
+            load(&[("WRS_SSL", "true")]).unwrap_err().var,
+            "WRS_SSL_CERT_PATH"
+        );
+    }
+
+    #[test]
+    fn cli_flags_override_the_environment() {
+        let cli = Cli::parse_from(["wrs", "-p", "9000", "--auth", "-t", "secret"]);
+        let c = Config::load(|k| (k == "WRS_API_PORT").then(|| "8000".into()), cli).unwrap();
+        assert_eq!(c.api_port, 9000);
+        assert!(c.auth);
+        assert_eq!(c.auth_token, "secret");
+    }
+
+    #[test]
+    fn auth_rules_parse_methods_wildcards_and_bare_paths() {
+        let rules = auth_rules("POST:/channels *:/cluster DELETE:* /reset").unwrap();
+        assert_eq!(rules.len(), 4);
+        assert_eq!(rules[0].method.as_deref(), Some("POST"));
+        assert!(rules[0].path.is_match("/channels/abc"));
+        assert!(!rules[0].path.is_match("/x/channels"));
+        assert!(rules[1].method.is_none());
+        assert!(rules[2].path.is_match("/anything"));
+        assert!(rules[3].method.is_none() && rules[3].path.is_match("/reset"));
+    }
+}

@@ -1,0 +1,144 @@
+//! The one error type the API returns, and the single place that maps errors to HTTP status,
+//! JSON body `{"message", "error"}` and WebSocket close codes.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("The request body is not a JSON object: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidField(String),
+    #[error("The query string could not be read: {0}")]
+    InvalidQuery(String),
+    #[error("This route only accepts WebSocket upgrade requests (GET with Upgrade: websocket)")]
+    NotWebSocket,
+    #[error(
+        "A valid API token is required (?auth=, Authorization: Bearer, or \"auth\" in the body)"
+    )]
+    Unauthorized,
+    #[error("The channel token is missing or wrong")]
+    InvalidToken,
+    #[error("No channel with id {0:?}")]
+    ChannelNotFound(String),
+    #[error("No route for {0}")]
+    NotFound(String),
+    #[error("No cluster node with id {0:?}")]
+    NodeNotFound(String),
+    #[error("Method {0} is not allowed on this route")]
+    MethodNotAllowed(String),
+    #[error("The channel's client limit of {0} is reached")]
+    ClientLimitReached(i64),
+    #[error("The request body exceeds the limit of {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("{0}")]
+    ClusterUnavailable(String),
+    #[error("The service holds its maximum of {0} channels")]
+    ChannelLimitReached(usize),
+    #[error("The server is shutting down")]
+    ShuttingDown,
+    #[error("Internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The stable machine-readable code of the `error` field.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidField(_) => "invalid_field",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::NotWebSocket => "not_websocket",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::InvalidToken => "invalid_token",
+            ApiError::ChannelNotFound(_) => "channel_not_found",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::NodeNotFound(_) => "node_not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::ClientLimitReached(_) => "client_limit_reached",
+            ApiError::BodyTooLarge(_) => "body_too_large",
+            ApiError::ClusterUnavailable(_) => "cluster_unavailable",
+            ApiError::ChannelLimitReached(_) => "channel_limit_reached",
+            ApiError::ShuttingDown => "shutting_down",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidJson(_)
+            | ApiError::InvalidField(_)
+            | ApiError::InvalidQuery(_)
+            | ApiError::NotWebSocket => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidToken => StatusCode::FORBIDDEN,
+            ApiError::ChannelNotFound(_) | ApiError::NotFound(_) | ApiError::NodeNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::ClientLimitReached(_) => StatusCode::CONFLICT,
+            ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ClusterUnavailable(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::ChannelLimitReached(_) | ApiError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::Unauthorized) {
+            res.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        res.json(json!({ "message": self.to_string(), "error": self.code() }))
+    }
+}
+
+/// Why the server closes a WebSocket; each maps to one close code and a short reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    ChannelDeleted,
+    ChannelTimedOut,
+    SlowConsumer,
+    MessageTooBig,
+    ShuttingDown,
+    PingTimeout,
+    ProtocolError,
+    InvalidUtf8,
+    Internal,
+}
+
+impl CloseCause {
+    pub fn code(self) -> u16 {
+        match self {
+            CloseCause::ChannelDeleted => 4000,
+            CloseCause::ChannelTimedOut => 4001,
+            CloseCause::SlowConsumer => 4008,
+            CloseCause::MessageTooBig => 1009,
+            CloseCause::ShuttingDown | CloseCause::PingTimeout => 1001,
+            CloseCause::ProtocolError => 1002,
+            CloseCause::InvalidUtf8 => 1007,
+            CloseCause::Internal => 1011,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            CloseCause::ChannelDeleted => "channel deleted",
+            CloseCause::ChannelTimedOut => "channel timed out",
+            CloseCause::SlowConsumer => "slow consumer",
+            CloseCause::MessageTooBig => "message too big",
+            CloseCause::ShuttingDown => "server shutting down",
+            CloseCause::PingTimeout => "ping timeout",
+            CloseCause::ProtocolError => "protocol error",
+            CloseCause::InvalidUtf8 => "invalid utf-8",
+            CloseCause::Internal => "internal error",
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Real peers: the Autobahn fuzzing client and the /client page in headless Chromium.
+//! Both fail when their tools are missing, unless WRS_SKIP_EXTERNAL=1.
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::json;
+
+const SKIPPED: i32 = 77;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tools() -> PathBuf {
+    std::env::var_os("WRS_TEST_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/test-tools"))
+}
+
+fn skip_external() -> bool {
+    std::env::var("WRS_SKIP_EXTERNAL").is_ok_and(|v| v == "1")
+}
+
+/// Run a script (blocking, in a helper thread so the server keeps being polled) and judge its
+/// exit code: 0 pass, 77 tool missing (fail unless WRS_SKIP_EXTERNAL=1), else fail.
+async fn run_script(name: &str, mut cmd: Command) -> Option<String> {
+    cmd.stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .unwrap_or_else(|e| panic!("{name}: cannot run: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    eprintln!("{name} stdout:\n{stdout}\n{name} stderr:\n{stderr}");
+    match out.status.code() {
+        Some(0) => Some(stdout),
+        Some(SKIPPED) if skip_external() => {
+            eprintln!("SKIPPED {name}: tool not installed and WRS_SKIP_EXTERNAL=1");
+            None
+        }
+        Some(SKIPPED) => panic!(
+            "{name}: the external tool is not installed; run scripts/install-test-tools.sh \
+             (or set WRS_SKIP_EXTERNAL=1 to skip)"
+        ),
+        other => panic!("{name} failed with exit code {other:?}"),
+    }
+}
+
+#[actix_rt::test]
+async fn autobahn_fuzzingclient_cases_1_to_10_pass() {
+    if skip_external()
+        && !tools().join("ab-py27/bin/wstest").exists()
+        && !tools().join("kosoku/bin/kosoku").exists()
+    {
+        eprintln!("SKIPPED autobahn: not installed and WRS_SKIP_EXTERNAL=1");
+        return;
+    }
+    let s = Server::start(&[
+        ("WRS_MAX_MESSAGE_SIZE", "16777216"),
+        ("WRS_PING_INTERVAL", "600000"),
+        ("WRS_PING_TIMEOUT", "600000"),
+        ("RUST_LOG", "warn"),
+    ])
+    .await;
+    let c = s.create(json!({"pattern": "echo", "timeout": -1})).await;
+    let url = s.ws_url(&c.connect_path());
+    let out = s.dir().join("autobahn");
+    let mut cmd = Command::new("bash");
+    cmd.arg(root().join("tests/external/autobahn.sh"))
+        .arg(&url)
+        .arg(&out)
+        .env("WRS_TEST_TOOLS", tools());
+    if run_script("autobahn", cmd).await.is_none() {
+        return;
+    }
+    // The server survived the fuzzing and still relays.
+    let mut ws = s.connect(&c.id, &c.token).await;
+    ws.send_text("after autobahn").await;
+    assert_eq!(ws.recv_text().await, "after autobahn");
+}
+
+#[actix_rt::test]
+async fn browser_client_page_relays_between_two_clients() {
+    let python = tools().join("selenium/bin/python");
+    let installed = python.exists()
+        && std::path::Path::new("/usr/bin/chromium").exists()
+        && std::path::Path::new("/usr/bin/chromedriver").exists();
+    if !installed {
+        if skip_external() {
+            eprintln!("SKIPPED browser client: tools not installed and WRS_SKIP_EXTERNAL=1");
+            return;
+        }
+        panic!(
+            "selenium venv ({}) or chromium/chromedriver missing; run scripts/install-test-tools.sh \
+             (or set WRS_SKIP_EXTERNAL=1 to skip)",
+            python.display()
+        );
+    }
+    let s = Server::start(&[]).await;
+    let out = s.dir().join("browser");
+    let mut cmd = Command::new(&python);
+    cmd.arg(root().join("tests/external/browser_client.py"))
+        .arg(s.base())
+        .arg(&out);
+    let Some(stdout) = run_script("browser client", cmd).await else {
+        return;
+    };
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("CHANNEL_ID="))
+        .expect("the script prints CHANNEL_ID=")
+        .trim()
+        .to_string();
+    let ch = s.channel(&id).await;
+    assert_eq!(
+        ch["pattern"], "pub-sub",
+        "the page created a pub-sub channel"
+    );
+}

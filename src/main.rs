@@ -6,6 +6,7 @@ mod api;
 mod cluster;
 mod config;
 mod error;
+mod metrics;
 mod token;
 
 use std::sync::atomic::Ordering;
@@ -47,6 +48,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         config.token_length,
     )
     .start();
+    metrics::init_standalone();
     let node = cluster::NodeInfo::new(&config.domain, config.public_api_port);
     let state = web::Data::new(AppState::new(Arc::clone(&config), registry.clone(), node));
     let shutting_down = Arc::clone(&state.shutting_down);
@@ -65,6 +67,9 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         },
         config.api_port
     );
+    if !config.join.is_empty() {
+        log::warn!("WRS_JOIN is set, but this build runs standalone; the node serves alone");
+    }
     if config.auth {
         log::info!("API auth is on ({} rules)", config.auth_rules.len());
     }

@@ -17,6 +17,7 @@ use super::pattern::{route, ClientQueue, Kind, Pattern, Targets};
 use super::registry::{ChannelExpired, Registry};
 use super::subprotocol::{self, Envelope, EnvelopeError};
 use crate::error::CloseCause;
+use crate::metrics::{self, PatternCounters};
 
 /// A client id: a UUID string, cheap to clone.
 pub type ClientId = Arc<str>;
@@ -121,6 +122,7 @@ pub struct Channel {
     outboxes: HashMap<ClientId, Arc<Outbox>>,
     stats: Arc<ChannelStats>,
     registry: Addr<Registry>,
+    counters: PatternCounters,
     closed: bool,
 }
 
@@ -136,9 +138,10 @@ impl Channel {
     ) -> Channel {
         Channel {
             id,
-            spec,
             queue: ClientQueue::default(),
             outboxes: HashMap::new(),
+            counters: PatternCounters::new(spec.pattern.as_str()),
+            spec,
             stats,
             registry,
             closed: false,
@@ -164,6 +167,7 @@ impl Channel {
 
     fn close_all(&mut self, cause: CloseCause, ctx: &mut Context<Self>) {
         self.closed = true;
+        metrics::CLIENTS.sub(self.outboxes.len() as i64);
         for outbox in self.outboxes.values() {
             outbox.close(cause);
         }
@@ -175,6 +179,7 @@ impl Channel {
 
     fn remove(&mut self, id: &ClientId) {
         if self.outboxes.remove(id).is_some() {
+            metrics::CLIENTS.dec();
             self.queue.leave(id);
             self.stats
                 .clients
@@ -188,13 +193,18 @@ impl Channel {
             return;
         };
         match outbox.push(frame.clone()) {
-            Ok(()) => {}
+            Ok(()) => self.counters.messages_out.inc(),
             Err(PushError::Full) => {
                 log::info!("channel {}: client {} is a slow consumer", self.id, to);
                 outbox.close(CloseCause::SlowConsumer);
+                metrics::SLOW_CONSUMERS.inc();
+                self.counters.dropped.inc();
                 self.remove(&to.clone());
             }
-            Err(PushError::Closed) => self.remove(&to.clone()),
+            Err(PushError::Closed) => {
+                self.counters.dropped.inc();
+                self.remove(&to.clone());
+            }
         }
     }
 
@@ -248,7 +258,9 @@ impl Handler<Join> for Channel {
         }
         self.stats.touch();
         self.queue.join(msg.id.clone());
-        self.outboxes.insert(msg.id, msg.outbox);
+        if self.outboxes.insert(msg.id, msg.outbox).is_none() {
+            metrics::CLIENTS.inc();
+        }
         self.stats
             .clients
             .store(self.outboxes.len() as u64, Ordering::Relaxed);
@@ -272,6 +284,7 @@ impl Handler<Publish> for Channel {
             return; // already removed (slow consumer, closing)
         }
         self.stats.touch();
+        self.counters.messages_in.inc();
         let (pattern, include_sender) = (self.spec.pattern, self.spec.include_sender);
         let from = msg.from;
         if !pattern.uses_envelope() {

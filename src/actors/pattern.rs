@@ -95,14 +95,6 @@ impl<C> Default for ClientQueue<C> {
 }
 
 impl<C: PartialEq + Clone> ClientQueue<C> {
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
     pub fn contains(&self, id: &C) -> bool {
         self.ids.contains(id)
     }

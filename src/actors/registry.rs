@@ -9,6 +9,7 @@ use actix::prelude::*;
 
 use super::channel::{Channel, ChannelSpec, ChannelStats, CloseChannel};
 use crate::error::CloseCause;
+use crate::metrics;
 use crate::token;
 
 /// What the REST API knows about a channel without asking its actor.
@@ -105,6 +106,7 @@ impl Registry {
         for (_, handle) in self.channels.drain() {
             handle.addr.do_send(CloseChannel(cause));
         }
+        metrics::CHANNELS.set(0);
         n
     }
 }
@@ -169,6 +171,7 @@ impl Handler<Create> for Registry {
                 addr: channel,
             },
         );
+        metrics::CHANNELS.set(self.channels.len() as i64);
         Ok(Created { info, token })
     }
 }
@@ -236,5 +239,6 @@ impl Handler<ChannelExpired> for Registry {
 
     fn handle(&mut self, msg: ChannelExpired, _: &mut Context<Self>) {
         self.channels.remove(&msg.id);
+        metrics::CHANNELS.set(self.channels.len() as i64);
     }
 }

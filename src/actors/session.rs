@@ -154,13 +154,14 @@ impl Session {
                 ctx.wait(send.map(|res, act, ctx| {
                     act.blocked = false;
                     if res.is_err() {
-                        ctx.stop();
+                        act.fail(CloseCause::Internal, ctx);
                     } else {
                         act.process(ctx);
                     }
                 }));
             }
-            Err(SendError::Closed(_)) => ctx.stop(),
+            // The channel actor is gone; if it closed us already, that close frame wins.
+            Err(SendError::Closed(_)) => self.fail(CloseCause::Internal, ctx),
         }
     }
 }

@@ -127,6 +127,7 @@ fn routes(cfg: &mut web::ServiceConfig, browser_only: bool) {
                 .route(web::delete().to(cluster::remove))
                 .default_service(web::to(method_not_allowed)),
         )
+        .service(get_only("/metrics", crate::metrics::endpoint))
         .service(get_only("/healthz", cluster::healthz))
         .service(get_only("/readyz", cluster::readyz));
 }
@@ -154,6 +155,7 @@ pub fn serve(state: web::Data<AppState>) -> Result<Server, String> {
         App::new()
             .app_data(state.clone())
             .wrap(from_fn(auth::middleware))
+            .wrap(from_fn(crate::metrics::middleware))
             .configure(|cfg| routes(cfg, browser_only))
             .default_service(web::to(not_found))
     })

@@ -61,13 +61,15 @@ async fn autobahn_fuzzingclient_cases_1_to_10_pass() {
     let s = Server::start(&[
         ("WRS_MAX_MESSAGE_SIZE", "16777216"),
         ("WRS_PING_INTERVAL", "600000"),
-        ("WRS_PING_TIMEOUT", "600000"),
+        ("WRS_PING_TIMEOUT", "1200000"),
         ("RUST_LOG", "warn"),
     ])
     .await;
     let c = s.create(json!({"pattern": "echo", "timeout": -1})).await;
     let url = s.ws_url(&c.connect_path());
-    let out = s.dir().join("autobahn");
+    // Kept after the run (target/ is ignored by git) for reading the per-case reports.
+    let out = root().join("target/test-reports/autobahn");
+    let _ = std::fs::remove_dir_all(&out);
     let mut cmd = Command::new("bash");
     cmd.arg(root().join("tests/external/autobahn.sh"))
         .arg(&url)

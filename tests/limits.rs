@@ -22,14 +22,15 @@ async fn slow_reader_is_disconnected_and_fast_subscriber_gets_everything() {
     s.wait_clients(&id, 3, WAIT).await;
 
     let payload_len = 64 * 1024;
-    let max_messages = 1200; // 75 MiB: far more than socket buffers + 16 queued messages
+    let max_messages = 1200usize; // 75 MiB: far more than socket buffers + 16 queued messages
     let mut sent = 0usize;
     let mut received = 0usize;
     let mut dropped_at = None;
     let start = Instant::now();
     while sent < max_messages {
-        // A batch, then the fast subscriber must get all of it (in order).
-        for _ in 0..16 {
+        // A batch (half the queue: a burst larger than WRS_CLIENT_QUEUE may legitimately
+        // overflow even a fast reader), then the fast subscriber must get all of it, in order.
+        for _ in 0..8 {
             let mut msg = vec![b'x'; payload_len];
             let tag = format!("{sent:08}");
             msg[..8].copy_from_slice(tag.as_bytes());
@@ -62,11 +63,13 @@ async fn slow_reader_is_disconnected_and_fast_subscriber_gets_everything() {
         start.elapsed()
     );
     // The channel goes on for the others.
-    for i in 0..32 {
-        publisher.send_text(&format!("after {i}")).await;
-    }
-    for i in 0..32 {
-        assert_eq!(fast.recv_text().await, format!("after {i}"));
+    for batch in 0..4 {
+        for i in 0..8 {
+            publisher.send_text(&format!("after {batch}.{i}")).await;
+        }
+        for i in 0..8 {
+            assert_eq!(fast.recv_text().await, format!("after {batch}.{i}"));
+        }
     }
     assert_eq!(s.clients(&id).await, 2);
 }
@@ -231,4 +234,34 @@ async fn silent_client_is_dropped_after_ping_timeout() {
         assert_eq!(code, 1001, "ping timeout close code");
     }
     s.wait_clients(&id, 0, WAIT).await;
+}
+
+/// A subscriber that reads as fast as the socket delivers is not a slow consumer, even when a
+/// publisher bursts more small messages than WRS_CLIENT_QUEUE at once: the queue bounds what
+/// a client has not accepted, not how many messages arrive in one tick.
+#[actix_rt::test]
+async fn burst_of_small_messages_does_not_drop_a_reading_subscriber() {
+    let s = Server::start(&[("WRS_CLIENT_QUEUE", "64")]).await;
+    let (id, token) = s.create_channel("pub-sub").await;
+    let mut v = s.connect_n(&id, &token, 2).await;
+    let mut sub = v.pop().unwrap();
+    let mut publisher = v.pop().unwrap();
+    let n = 1000;
+    let reader = async move {
+        for i in 0..n {
+            match sub.recv().await {
+                Msg::Text(t) => assert_eq!(t, format!("b{i}")),
+                other => panic!("subscriber got {other:?} after {i} messages"),
+            }
+        }
+        sub
+    };
+    let writer = async move {
+        for i in 0..n {
+            publisher.send_text(&format!("b{i}")).await;
+        }
+        publisher
+    };
+    let (_sub, _publisher) = tokio::join!(reader, writer);
+    assert_eq!(s.clients(&id).await, 2);
 }

@@ -426,6 +426,9 @@ fn assert_config_error(out: &Exit, var: &str) {
 
 #[actix_rt::test]
 async fn invalid_configuration_exits_nonzero_naming_the_variable() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = self_signed_cert(certs.path());
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (vec![("WRS_API_PORT", "abc")], "WRS_API_PORT"),
         (vec![("WRS_API_PORT", "70000")], "WRS_API_PORT"),
@@ -443,8 +446,20 @@ async fn invalid_configuration_exits_nonzero_naming_the_variable() {
             vec![
                 ("WRS_SSL", "true"),
                 ("WRS_SSL_CERT_PATH", "/nonexistent/cert.pem"),
+                ("WRS_SSL_KEY_PATH", key),
+            ],
+            "WRS_SSL_CERT_PATH",
+        ),
+        (
+            vec![
+                ("WRS_SSL", "true"),
+                ("WRS_SSL_CERT_PATH", cert),
                 ("WRS_SSL_KEY_PATH", "/nonexistent/key.pem"),
             ],
+            "WRS_SSL_KEY_PATH",
+        ),
+        (
+            vec![("WRS_SSL", "true"), ("WRS_SSL_KEY_PATH", key)],
             "WRS_SSL_CERT_PATH",
         ),
     ];

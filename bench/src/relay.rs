@@ -195,10 +195,13 @@ pub async fn run(c: &Common, mode: Mode, args: RelayArgs) -> AnyResult<Outcome> 
         Mode::PubSub => ("pubsub", "pub-sub", "deliveries/s"),
         Mode::PushPull => ("pushpull", "push-pull", "msg/s"),
     };
-    let key = match mode {
+    let mut key = match mode {
         Mode::PubSub => format!("{}x{}", args.publishers, args.receivers),
         Mode::PushPull => format!("1x{}", args.receivers),
     };
+    if args.rate > 0.0 {
+        key = format!("{key}@{:.0}", args.rate);
+    }
     let mut out = Outcome::new(scenario, key, &c.label, unit);
     out.param("publishers", args.publishers);
     out.param("receivers", args.receivers);

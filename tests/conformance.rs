@@ -102,7 +102,9 @@ async fn browser_client_page_relays_between_two_clients() {
         );
     }
     let s = Server::start(&[]).await;
-    let out = s.dir().join("browser");
+    // Kept after the run: success.png / failure.png.
+    let out = root().join("target/test-reports/browser");
+    let _ = std::fs::remove_dir_all(&out);
     let mut cmd = Command::new(&python);
     cmd.arg(root().join("tests/external/browser_client.py"))
         .arg(s.base())

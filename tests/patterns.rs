@@ -446,3 +446,33 @@ async fn clients_count_follows_connects_and_disconnects() {
     drop(v.pop());
     s.wait_clients(&id, 1, WAIT).await;
 }
+
+#[actix_rt::test]
+async fn client_close_is_answered_with_the_same_code() {
+    let s = Server::start(&[]).await;
+    let (id, token) = s.create_channel("echo").await;
+    let mut ws = s.connect(&id, &token).await;
+    ws.close(1000).await;
+    ws.expect_close(1000, WAIT).await;
+    s.wait_clients(&id, 0, WAIT).await;
+}
+
+#[actix_rt::test]
+async fn a_new_connection_resets_the_inactivity_timer() {
+    let s = Server::start(&[]).await;
+    let c = s
+        .create(json!({"pattern": "pub-sub", "timeout": 1500}))
+        .await;
+    let mut clients = Vec::new();
+    let start = Instant::now();
+    // Joins every 500 ms for 3 s (twice the timeout), no messages.
+    while start.elapsed() < Duration::from_secs(3) {
+        clients.push(s.connect(&c.id, &c.token).await);
+        let cd = s.channel(&c.id).await["countdown"].as_i64().unwrap();
+        assert!(cd > 900, "countdown {cd} right after a join (timeout 1500)");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for ws in clients.iter_mut() {
+        ws.expect_close(4001, Duration::from_secs(5)).await;
+    }
+}

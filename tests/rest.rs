@@ -110,29 +110,73 @@ async fn t1_1_4_cluster_info_has_id_leader_term_nodes() {
     let res = s.get("/cluster").await;
     assert_eq!(res.status, 200, "{}", res.text());
     let d = res.json()["data"].clone();
-    let id = d["id"].as_str().expect("cluster.id string").to_string();
+    // The contract leaves the id's JSON type open (raft ids are integers): string or integer.
+    let is_id = |v: &serde_json::Value| v.is_string() || v.is_u64();
+    let id = d["id"].clone();
     assert!(
-        d["leader"].is_null() || d["leader"].is_string(),
-        "leader: {d}"
+        is_id(&id),
+        "GET /cluster: data.id must be a string or integer: {d}"
+    );
+    assert!(
+        d["leader"].is_null() || is_id(&d["leader"]),
+        "leader must be a node id or null: {d}"
     );
     assert!(d["term"].is_u64(), "term: {d}");
     let nodes = d["nodes"].as_array().expect("nodes array");
     assert!(!nodes.is_empty(), "a node lists itself: {d}");
     for n in nodes {
         assert!(
-            n["id"].is_string() && n["address"].is_string() && n["role"].is_string(),
+            is_id(&n["id"]) && n["address"].is_string() && n["role"].is_string(),
             "node shape: {n}"
+        );
+    }
+    if !d["leader"].is_null() {
+        assert!(
+            nodes.iter().any(|n| n["id"] == d["leader"]),
+            "the leader is one of the nodes: {d}"
         );
     }
     let me = nodes
         .iter()
-        .find(|n| n["id"] == id.as_str())
+        .find(|n| n["id"] == id)
         .unwrap_or_else(|| panic!("this node ({id}) is not in nodes: {d}"));
     assert_eq!(
         me["address"].as_str(),
         Some(format!("127.0.0.1:{}", s.api_port).as_str()),
         "address is WRS_DOMAIN:port"
     );
+}
+
+#[actix_rt::test]
+async fn cluster_routes_answer_json_errors() {
+    let s = Server::start(&[]).await;
+    let res = s.delete("/cluster/123456789").await;
+    assert!(
+        res.status == 404 || res.status == 501,
+        "DELETE /cluster/unknown: {} {}",
+        res.status,
+        res.text()
+    );
+    assert_json_error("DELETE /cluster/unknown", &res.json());
+    // Nothing listens there: the join fails with a reason, and the node is unharmed.
+    let dead = free_port();
+    let res = s
+        .request(
+            "POST",
+            &format!("/cluster/join/127.0.0.1:{dead}"),
+            &[],
+            None,
+        )
+        .await;
+    assert!(
+        res.status >= 400,
+        "join to a dead address: {} {}",
+        res.status,
+        res.text()
+    );
+    assert_json_error("POST /cluster/join/dead", &res.json());
+    assert_eq!(s.get("/cluster").await.status, 200);
+    s.create(json!({"pattern": "echo"})).await;
 }
 
 // 1.2.1

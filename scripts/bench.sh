@@ -65,8 +65,8 @@ echo "cargo build $([ "$profile" = release ] && echo --release) -p wrs -p wrs-be
 
 # ---- file descriptors: 10,000 connections need as many on both ends
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 21000 ]; then
-  ulimit -n 21000 2>/dev/null || say "warning: open-file limit is $(ulimit -n); conns may fail"
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 10500 ]; then
+  ulimit -n 10500 2>/dev/null || say "warning: open-file limit is $(ulimit -n); conns may fail"
 fi
 
 # ---- ports

@@ -22,8 +22,11 @@ if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
   log "chromium and chromedriver already installed"
 else
   log "installing chromium and chromium-driver"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver
+  apt_log="$TOOLS/apt.log"
+  if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
+      -o Dpkg::Use-Pty=0 chromium chromium-driver; } > "$apt_log" 2>&1; then
+    echo "apt-get failed; last lines of $apt_log:"; tail -30 "$apt_log"; exit 1
+  fi
 fi
 
 # --- python 3 for the venvs --------------------------------------------------------------

@@ -243,8 +243,8 @@ async fn mixed_plan(c: &Common, clients: usize, size: usize) -> PlanResult {
                 }
             };
             let mut http = Vec::new();
-            for k in 0..nodes.len() {
-                http.push(HttpConn::connect(&nodes[k]).await.ok());
+            for n in nodes.iter() {
+                http.push(HttpConn::connect(n).await.ok());
             }
             while !window.over() {
                 round += 1;

@@ -260,7 +260,9 @@ pub fn raise_fd_limit() -> u64 {
         r.rlim_cur = r.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &r);
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
-        r.rlim_cur as u64
+        #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
+        let cur = r.rlim_cur as u64;
+        cur
     }
 }
 
@@ -419,5 +421,61 @@ pub fn median(v: &mut [f64]) -> f64 {
         v[n / 2]
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_round_trips_and_has_the_asked_size() {
+        let p = payload(7, 123_456, 9_876_543_210, 64);
+        assert_eq!(p.len(), 64);
+        assert_eq!(
+            parse_payload(p.as_bytes()),
+            Some((7, 123_456, 9_876_543_210))
+        );
+        // smaller than the header: the header alone
+        assert_eq!(payload(1, 2, 3, 8).len(), HEADER_LEN);
+        assert_eq!(
+            parse_payload(b"not a payload at all, nope, not at all"),
+            None
+        );
+    }
+
+    #[test]
+    fn seq_track_counts_gaps_and_repeats() {
+        let mut t = SeqTrack::default();
+        for s in [0, 1, 3, 3, 4] {
+            t.see(s);
+        }
+        assert_eq!((t.lost, t.dup, t.next), (1, 1, 5));
+        assert_eq!(t.lost_after(7), 3);
+    }
+
+    #[test]
+    fn window_and_median() {
+        let w = Window { start: 10, end: 20 };
+        assert!(w.contains(10) && w.contains(19) && !w.contains(20) && !w.contains(9));
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&mut []).is_nan());
+    }
+
+    #[test]
+    fn node_urls() {
+        let n = Node::parse("http://127.0.0.1:18080/whatever").unwrap();
+        assert_eq!(n.host, "127.0.0.1:18080");
+        assert_eq!(n.addr.port(), 18080);
+        assert!(Node::parse("http://nohost").is_err());
+    }
+
+    #[test]
+    fn create_response_without_connect_builds_the_path() {
+        let ch = parse_created(br#"{"token":"T","data":{"id":"abc"}}"#).unwrap();
+        assert_eq!(ch.connect, "/channels/abc/connect?token=T");
+        let ch = parse_created(br#"{"token":"T","connect":"/x","data":{"id":"abc"}}"#).unwrap();
+        assert_eq!(ch.connect, "/x");
     }
 }

@@ -157,3 +157,34 @@ fn parse_response(buf: &[u8]) -> AnyResult<Parsed> {
 fn find_crlf(b: &[u8]) -> Option<usize> {
     b.windows(2).position(|w| w == b"\r\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_response;
+
+    #[test]
+    fn content_length_and_partial() {
+        let r = b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n{}HTTP/1.1";
+        let (status, close, body, used) = parse_response(r).unwrap().unwrap();
+        assert_eq!(
+            (status, close, body.as_slice(), used),
+            (201, false, &b"{}"[..], 45)
+        );
+        assert!(
+            parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nab")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn chunked_and_close() {
+        let r = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let (status, close, body, used) = parse_response(r).unwrap().unwrap();
+        assert_eq!(
+            (status, close, body.as_slice(), used),
+            (200, true, &b"abcde"[..], r.len())
+        );
+        assert!(parse_response(&r[..r.len() - 3]).unwrap().is_none());
+    }
+}

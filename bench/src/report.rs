@@ -913,3 +913,30 @@ fn plot(
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(
+            relative(Path::new("docs/bench"), Path::new("docs")),
+            "bench"
+        );
+        assert_eq!(
+            relative(Path::new("docs/bench"), Path::new("target/x")),
+            "../../docs/bench"
+        );
+    }
+
+    #[test]
+    fn targets_say_by_how_much() {
+        let t = target_ge("x", 20_000.0, Some(15_000.0), "req/s");
+        assert_eq!(t.met, Some(false));
+        assert!(t.gap.contains("25.0 %"), "{}", t.gap);
+        let t = target_le("y", 5.0, Some(4.0), "ms", true);
+        assert_eq!(t.met, Some(true));
+        assert_eq!(target_le("z", 8.0, None, "KiB", false).met, None);
+    }
+}

@@ -12,7 +12,7 @@ use actix_http::ws::OpCode;
 use bytes::Bytes;
 use bytestring::ByteString;
 
-use super::outbox::{encode, Outbox, PushError};
+use super::outbox::{encode, Backlog, Outbox, PushError};
 use super::pattern::{route, ClientQueue, Kind, Pattern, Targets};
 use super::registry::{ChannelExpired, Registry};
 use super::subprotocol::{self, Envelope, EnvelopeError};
@@ -123,6 +123,9 @@ pub struct Channel {
     stats: Arc<ChannelStats>,
     registry: Addr<Registry>,
     counters: PatternCounters,
+    /// A recipient whose queue is busy (half full, writer draining): wait for it before the
+    /// next message, so a burst is paced by the socket instead of overflowing the queue.
+    busy: Option<Arc<Outbox>>,
     closed: bool,
 }
 
@@ -144,6 +147,7 @@ impl Channel {
             spec,
             stats,
             registry,
+            busy: None,
             closed: false,
         }
     }
@@ -193,7 +197,12 @@ impl Channel {
             return;
         };
         match outbox.push(frame.clone()) {
-            Ok(()) => self.counters.messages_out.inc(),
+            Ok(backlog) => {
+                self.counters.messages_out.inc();
+                if backlog == Backlog::Busy && self.busy.is_none() {
+                    self.busy = Some(Arc::clone(outbox));
+                }
+            }
             Err(PushError::Full) => {
                 log::info!("channel {}: client {} is a slow consumer", self.id, to);
                 outbox.close(CloseCause::SlowConsumer);
@@ -276,10 +285,36 @@ impl Handler<Leave> for Channel {
     }
 }
 
+impl Channel {
+    /// After a message that left a queue busy, stop taking messages until that queue's writer
+    /// drains once (at most `MAX_PACING_WAIT`). Senders meanwhile find the mailbox full and
+    /// stop reading their sockets: TCP backpressure instead of a dropped fast reader.
+    fn pace(&mut self, ctx: &mut Context<Self>) {
+        if let Some(outbox) = self.busy.take() {
+            ctx.wait(
+                async move {
+                    let _ = tokio::time::timeout(MAX_PACING_WAIT, outbox.drain()).await;
+                }
+                .into_actor(self),
+            );
+        }
+    }
+}
+
+/// Bounds one flow-control wait; a writer that does not drain in time soon counts as stalled.
+const MAX_PACING_WAIT: Duration = Duration::from_millis(20);
+
 impl Handler<Publish> for Channel {
     type Result = ();
 
-    fn handle(&mut self, msg: Publish, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) {
+        self.publish(msg);
+        self.pace(ctx);
+    }
+}
+
+impl Channel {
+    fn publish(&mut self, msg: Publish) {
         if !self.outboxes.contains_key(&msg.from) {
             return; // already removed (slow consumer, closing)
         }

@@ -5,16 +5,23 @@
 //! then takes *everything* queued in one chunk, so a burst costs one wake-up and one write
 //! (PERF-NOTES.md, "lazy outbox"). Why encoded frames: server frames are unmasked, so the
 //! channel encodes a message once and every recipient shares the same `Bytes`.
+//!
+//! Flow control: a queue at half its capacity whose writer is still draining is *busy*, not
+//! slow; the channel then waits (briefly, bounded) for a drain instead of outrunning the
+//! socket. Only a queue whose oldest frame has waited `STALLED_AFTER` counts as stalled, and
+//! only a full queue disconnects its client.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use actix_http::ws::{CloseCode, CloseReason, OpCode, Parser};
 use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use futures_util::Stream;
+use tokio::sync::Notify;
 
 use crate::error::CloseCause;
 
@@ -44,9 +51,15 @@ pub enum PushError {
     Closed,
 }
 
+/// A queue whose oldest frame waited this long has a writer that is not draining: its socket
+/// is jammed, and the channel stops waiting for it.
+pub const STALLED_AFTER: Duration = Duration::from_millis(100);
+
 #[derive(Default)]
 struct Inner {
     queue: VecDeque<Bytes>,
+    /// When the queue last went from empty to non-empty (the oldest frame's age).
+    pending_since: Option<Instant>,
     /// The close frame to send after the queue, once set nothing more is accepted.
     close: Option<Bytes>,
 }
@@ -54,7 +67,20 @@ struct Inner {
 pub struct Outbox {
     inner: Mutex<Inner>,
     waker: AtomicWaker,
+    /// Signalled after every drain, for a channel waiting on a busy queue.
+    drained: Notify,
     capacity: usize,
+}
+
+/// The state of a queue after a push, for the channel's flow control.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Backlog {
+    /// Below half its capacity.
+    Fine,
+    /// At half its capacity or more, with a writer that is still draining.
+    Busy,
+    /// At half its capacity or more, and nothing drained for `STALLED_AFTER`.
+    Stalled,
 }
 
 impl Outbox {
@@ -62,6 +88,7 @@ impl Outbox {
         Arc::new(Outbox {
             inner: Mutex::new(Inner::default()),
             waker: AtomicWaker::new(),
+            drained: Notify::new(),
             capacity,
         })
     }
@@ -72,7 +99,7 @@ impl Outbox {
     }
 
     /// Queues one encoded frame; wakes the writer only if the queue was empty.
-    pub fn push(&self, frame: Bytes) -> Result<(), PushError> {
+    pub fn push(&self, frame: Bytes) -> Result<Backlog, PushError> {
         let mut inner = self.lock();
         if inner.close.is_some() {
             return Err(PushError::Closed);
@@ -80,13 +107,41 @@ impl Outbox {
         if inner.queue.len() >= self.capacity {
             return Err(PushError::Full);
         }
-        let was_empty = inner.queue.is_empty();
         inner.queue.push_back(frame);
+        let len = inner.queue.len();
+        let backlog = if len == 1 {
+            inner.pending_since = Some(Instant::now());
+            Backlog::Fine
+        } else if inner
+            .pending_since
+            .is_some_and(|t| t.elapsed() >= STALLED_AFTER)
+        {
+            Backlog::Stalled
+        } else {
+            Backlog::Busy
+        };
         drop(inner);
-        if was_empty {
+        if len == 1 {
             self.waker.wake();
         }
-        Ok(())
+        if len * 2 < self.capacity {
+            return Ok(Backlog::Fine);
+        }
+        Ok(backlog)
+    }
+
+    /// Resolves after the writer's next drain (or at once if the queue is below half).
+    pub async fn drain(&self) {
+        let notified = self.drained.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            let inner = self.lock();
+            if inner.queue.len() * 2 < self.capacity || inner.close.is_some() {
+                return;
+            }
+        }
+        notified.await;
     }
 
     /// Sends what is queued, then a close frame with `code`/`reason`; nothing is accepted after.
@@ -108,7 +163,9 @@ impl Outbox {
         if cause == CloseCause::SlowConsumer {
             self.lock().queue.clear();
         }
-        self.close_with(cause.code(), cause.reason())
+        let closed = self.close_with(cause.code(), cause.reason());
+        self.drained.notify_waiters();
+        closed
     }
 
     pub fn is_closed(&self) -> bool {
@@ -154,7 +211,13 @@ impl Stream for OutboxBody {
             }
         };
         let close = inner.close.clone();
+        if chunk.is_some() {
+            inner.pending_since = None;
+        }
         drop(inner);
+        if chunk.is_some() {
+            self.outbox.drained.notify_waiters();
+        }
         match (chunk, close) {
             (Some(chunk), Some(close)) => {
                 self.done = true;
@@ -186,8 +249,8 @@ mod tests {
     async fn drains_everything_queued_in_one_chunk_then_the_close_frame() {
         let outbox = Outbox::new(8);
         let mut body = outbox.body();
-        outbox.push(text("a")).unwrap();
-        outbox.push(text("b")).unwrap();
+        assert_eq!(outbox.push(text("a")), Ok(Backlog::Fine));
+        assert_eq!(outbox.push(text("b")), Ok(Backlog::Fine));
         let chunk = body.next().await.unwrap().unwrap();
         assert_eq!(&chunk[..], &[0x81, 1, b'a', 0x81, 1, b'b']);
         outbox.close_with(1000, "");
@@ -199,8 +262,8 @@ mod tests {
     #[test]
     fn a_full_queue_reports_a_slow_consumer_and_a_closed_one_refuses() {
         let outbox = Outbox::new(2);
-        outbox.push(text("1")).unwrap();
-        outbox.push(text("2")).unwrap();
+        assert_eq!(outbox.push(text("1")), Ok(Backlog::Fine));
+        assert_eq!(outbox.push(text("2")), Ok(Backlog::Busy));
         assert_eq!(outbox.push(text("3")), Err(PushError::Full));
         assert!(outbox.close(CloseCause::SlowConsumer));
         assert!(
@@ -212,5 +275,23 @@ mod tests {
             outbox.lock().queue.is_empty(),
             "slow consumer's queue is dropped"
         );
+    }
+
+    #[actix_rt::test]
+    async fn a_busy_queue_is_released_by_the_next_drain_and_ages_into_stalled() {
+        let outbox = Outbox::new(4);
+        let mut body = outbox.body();
+        outbox.push(text("1")).unwrap();
+        assert_eq!(outbox.push(text("2")), Ok(Backlog::Busy));
+        let wait = outbox.drain();
+        let read = async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            body.next().await
+        };
+        let ((), chunk) = tokio::join!(wait, read);
+        assert!(chunk.is_some());
+        outbox.push(text("3")).unwrap();
+        std::thread::sleep(STALLED_AFTER);
+        assert_eq!(outbox.push(text("4")), Ok(Backlog::Stalled));
     }
 }

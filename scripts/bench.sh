@@ -5,6 +5,8 @@
 #   scripts/bench.sh --quick    ~1-2 min: 1 run each, shorter windows, writes docs/benchmarks.md
 #   scripts/bench.sh --smoke    a short run of every scenario (CI); fails if any scenario errors;
 #                               writes its report under target/bench/ only
+#   --perf                      also profile the wrs process (perf record -e cpu-clock) during one
+#                               extra pub-sub, api and echo run; the top symbols go into the report
 #
 # Options: --runs N, --duration S (measured seconds per run), --out FILE (report path),
 #          --release / --debug (profile; default release, smoke: debug unless --release).
@@ -21,6 +23,7 @@ warmup=1
 profile=release
 profile_set=
 out=docs/benchmarks.md
+perf=
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) mode=quick ;;
@@ -29,8 +32,9 @@ while [ $# -gt 0 ]; do
     --duration) duration="$2"; shift ;;
     --out) out="$2"; shift ;;
     --release) profile=release; profile_set=1 ;;
+    --perf) perf=1 ;;
     --debug) profile=debug; profile_set=1 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -193,6 +197,34 @@ for _ in $(seq 1 "$runs"); do
   fi
 done
 
+# ---- optional: where does wrs spend its CPU? (one extra run each, not in the medians)
+profile_run() {
+  local name=$1; shift
+  local data="$work/perf-$name.data"
+  perf record -e cpu-clock -F 999 -g -p "$wpid" -o "$data" -- sleep "$(awk -v d="$duration" -v w="$warmup" 'BEGIN { print d + w }')" > /dev/null 2>&1 &
+  local ppid=$!
+  echo "perf record -e cpu-clock -F 999 -g -p <wrs pid> -o perf-$name.data -- sleep <warmup+duration> &  # during:" >> "$commands"
+  "$bin/wrs-bench" --url "http://127.0.0.1:$wport" --label wrs-perf --duration "$duration" --warmup "$warmup" --no-header "$@" >&2 || true
+  echo "$bin/wrs-bench --url http://127.0.0.1:$wport --label wrs-perf --duration $duration --warmup $warmup $*" >> "$commands"
+  wait "$ppid" || true
+  {
+    echo "# perf report --no-children --sort dso: share of CPU samples by binary"
+    perf report -i "$data" --no-children --sort dso --stdio -g none 2>/dev/null | grep '%' | sed 's/ \{2,\}/  /g' | head -6
+    echo "# perf report --no-children --sort symbol: top symbols"
+    perf report -i "$data" --no-children --sort symbol --stdio -g none 2>/dev/null | grep '%' | sed 's/ \{2,\}/  /g; s/ *- *- *$//' | cut -c1-160 | head -40
+  } > "$work/perf-$name.txt"
+}
+if [ -n "$perf" ]; then
+  if command -v perf > /dev/null; then
+    say "profiling wrs (perf)"
+    profile_run pubsub pubsub --publishers 1 --subscribers 100 --size 64
+    profile_run api api --clients 50
+    profile_run echo echo --clients 50 --size 64
+  else
+    say "warning: --perf given but perf is not installed (apt-get install linux-perf)"
+  fi
+fi
+
 cleanup; trap - EXIT
 echo "$bin/wrs-bench report --results $results --meta $work --out $out --plots $(dirname "$out")/bench" >> "$commands"
 
@@ -205,6 +237,7 @@ if [ "$mode" = smoke ]; then
 fi
 plots="$(dirname "$out")/bench"
 mkdir -p "$plots"
+[ ! -f "$plots/notes.md" ] || cp "$plots/notes.md" "$work/notes.md"
 cp "$results" "$plots/results.jsonl"
 "$bin/wrs-bench" report --results "$results" --meta "$work" --out "$out" --plots "$plots"
 say "$(wc -l < "$results") runs, $failures failed, $(( $(date +%s) - start_all )) s; wrote $out and $plots/"

@@ -80,8 +80,7 @@ async fn client(
         ($node:expr, $method:expr, $path:expr, $body:expr, $want:expr) => {{
             let t0 = if interval > 0 {
                 let d = due(&mut k);
-                sleep_until_ns(d).await;
-                d
+                paced(d).await
             } else {
                 now_ns()
             };

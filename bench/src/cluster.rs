@@ -131,8 +131,8 @@ async fn ws_plan(c: &Common, clients: usize, rate: f64, size: usize) -> AnyResul
                 let mut errors = Errors::default();
                 while !window.over() {
                     let due = start + seq * interval;
-                    sleep_until_ns(due).await;
-                    if let Err(e) = sink.send(Message::text(payload(me, seq, due, size))).await {
+                    let ts = paced(due).await;
+                    if let Err(e) = sink.send(Message::text(payload(me, seq, ts, size))).await {
                         errors.add(format!("send: {e}"));
                         break;
                     }

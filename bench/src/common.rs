@@ -50,6 +50,19 @@ pub fn now_ns() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+/// How late a paced sender may be before its lateness counts as the server's: tokio's timer
+/// has a 1 ms tick and a shared 2-core box adds scheduling jitter.
+pub const PACING_SLACK_NS: u64 = 2_000_000;
+
+/// Wait for a scheduled send time and return the timestamp to measure from: the actual time
+/// when the generator was on schedule (within `PACING_SLACK_NS`), otherwise the scheduled time
+/// plus the slack — a generator held back by the server (flow control, a full socket) charges
+/// that wait to the server, so a stall cannot hide (no coordinated omission).
+pub async fn paced(due: u64) -> u64 {
+    sleep_until_ns(due).await;
+    now_ns().min(due + PACING_SLACK_NS)
+}
+
 pub async fn sleep_until_ns(t: u64) {
     let now = now_ns();
     if t > now {

@@ -25,8 +25,7 @@ async fn client(
     while !window.over() {
         let t0 = if interval > 0 {
             let due = start + n * interval;
-            sleep_until_ns(due).await;
-            due
+            paced(due).await
         } else {
             now_ns()
         };

@@ -171,8 +171,7 @@ pub async fn run(
         }
         let ts = if interval > 0 {
             let due = start + sent * interval;
-            sleep_until_ns(due).await;
-            due
+            paced(due).await
         } else {
             now_ns()
         };

@@ -161,8 +161,7 @@ async fn publisher(
         }
         let ts = if interval > 0 {
             let due = start + sent * interval;
-            sleep_until_ns(due).await;
-            due
+            paced(due).await
         } else {
             now_ns()
         };

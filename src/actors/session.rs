@@ -200,8 +200,16 @@ impl StreamHandler<Result<Bytes, PayloadError>> for Session {
         match chunk {
             Ok(bytes) => {
                 self.last_seen = Instant::now();
-                self.buf.extend_from_slice(&bytes);
+                if self.buf.is_empty() {
+                    self.buf = BytesMut::from(bytes);
+                } else {
+                    self.buf.extend_from_slice(&bytes);
+                }
                 self.process(ctx);
+                if self.buf.is_empty() {
+                    // Idle connections keep no read buffer (decoded payloads own their bytes).
+                    self.buf = BytesMut::new();
+                }
             }
             Err(e) => {
                 log::debug!("client {}: read error: {e}", self.id);

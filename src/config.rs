@@ -62,7 +62,6 @@ pub struct Config {
     pub api_port: u16,
     pub public_api_port: u16,
     pub domain: String,
-    #[allow(dead_code)] // validated now, used by the cluster
     pub node_port: u16,
     pub auth: bool,
     pub auth_token: String,
@@ -81,16 +80,11 @@ pub struct Config {
     pub ping_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub workers: usize,
-    #[allow(dead_code)] // validated now, used by the cluster
     pub node_heartbeat: Duration,
-    #[allow(dead_code)] // validated now, used by the cluster
     pub node_min_election_timeout: Duration,
-    #[allow(dead_code)] // validated now, used by the cluster
     pub node_max_election_timeout: Duration,
-    #[allow(dead_code)] // validated now, used by the cluster
     pub node_snapshot_length: u64,
     pub join: Vec<String>,
-    #[allow(dead_code)] // validated now, used by the cluster
     pub cluster_secret: Option<String>,
 }
 

@@ -34,8 +34,12 @@ pub enum ApiError {
     ClientLimitReached(i64),
     #[error("The request body exceeds the limit of {0} bytes")]
     BodyTooLarge(usize),
-    #[error("{0}")]
+    #[error("The cluster cannot take writes right now: {0}")]
     ClusterUnavailable(String),
+    #[error("Joining failed: {0}")]
+    JoinFailed(String),
+    #[error("{0}")]
+    ClusterConflict(String),
     #[error("The service holds its maximum of {0} channels")]
     ChannelLimitReached(usize),
     #[error("The server is shutting down")]
@@ -61,6 +65,8 @@ impl ApiError {
             ApiError::ClientLimitReached(_) => "client_limit_reached",
             ApiError::BodyTooLarge(_) => "body_too_large",
             ApiError::ClusterUnavailable(_) => "cluster_unavailable",
+            ApiError::JoinFailed(_) => "join_failed",
+            ApiError::ClusterConflict(_) => "cluster_conflict",
             ApiError::ChannelLimitReached(_) => "channel_limit_reached",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Internal(_) => "internal_error",
@@ -83,10 +89,11 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::ClientLimitReached(_) => StatusCode::CONFLICT,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::ClusterUnavailable(_) => StatusCode::NOT_IMPLEMENTED,
-            ApiError::ChannelLimitReached(_) | ApiError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::JoinFailed(_) => StatusCode::BAD_GATEWAY,
+            ApiError::ClusterConflict(_) => StatusCode::CONFLICT,
+            ApiError::ClusterUnavailable(_)
+            | ApiError::ChannelLimitReached(_)
+            | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

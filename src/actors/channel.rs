@@ -14,7 +14,7 @@ use bytestring::ByteString;
 
 use super::outbox::{encode, Backlog, Outbox, PushError};
 use super::pattern::{route, ClientQueue, Kind, Pattern, Targets};
-use super::registry::{ChannelExpired, Registry};
+use super::registry::{ChannelIdle, Registry};
 use super::subprotocol::{self, Envelope, EnvelopeError};
 use crate::error::CloseCause;
 use crate::metrics::{self, PatternCounters};
@@ -23,7 +23,7 @@ use crate::metrics::{self, PatternCounters};
 pub type ClientId = Arc<str>;
 
 /// A channel's configuration, fixed at creation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChannelSpec {
     pub pattern: Pattern,
     /// `-1` = no limit.
@@ -131,6 +131,8 @@ pub struct Channel {
 
 /// Timers longer than this are re-armed in steps, so huge timeouts never overflow an `Instant`.
 const MAX_TIMER_STEP: Duration = Duration::from_secs(86_400);
+/// How often an idle channel repeats its delete request until the delete commits.
+const IDLE_RECHECK: Duration = Duration::from_millis(500);
 
 impl Channel {
     pub fn new(
@@ -160,9 +162,10 @@ impl Channel {
         let step = Duration::from_millis(left).min(MAX_TIMER_STEP);
         ctx.run_later(step, |act, ctx| {
             if act.stats.countdown(act.spec.timeout) == 0 {
-                log::info!("channel {} timed out", act.id);
-                act.close_all(CloseCause::ChannelTimedOut, ctx);
-                act.registry.do_send(ChannelExpired { id: act.id.clone() });
+                // The registry turns this into one replicated delete; the commit closes us
+                // with 4001. Until then keep checking (e.g. while the cluster has no leader).
+                act.registry.do_send(ChannelIdle { id: act.id.clone() });
+                ctx.run_later(IDLE_RECHECK, |act, ctx| act.arm_timer(ctx));
             } else {
                 act.arm_timer(ctx);
             }

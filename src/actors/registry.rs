@@ -1,24 +1,22 @@
-//! The registry actor: the map channel id → channel actor and its fixed facts (spec, token
-//! hash, live stats). Creates channels (spread over a few arbiters), deletes, lists, resets.
+//! The registry actor: this node's mirror of the replicated channel set. It follows committed
+//! Raft commands (`Mirror`), owns the map channel id → channel actor (spread over a few
+//! arbiters), answers lookups and lists, and turns an idle channel into a delete proposal.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 
-use super::channel::{Channel, ChannelSpec, ChannelStats, CloseChannel};
+use super::channel::{Channel, ChannelStats, CloseChannel};
+use crate::cluster::node::{Propose, RaftNode};
+use crate::cluster::state::{ChannelRecord, Command, DeleteCause};
 use crate::error::CloseCause;
 use crate::metrics;
-use crate::token;
 
 /// What the REST API knows about a channel without asking its actor.
 #[derive(Debug)]
 pub struct ChannelInfo {
-    pub id: String,
-    pub spec: ChannelSpec,
-    pub token_hash: [u8; 32],
-    pub created_at_ms: u64,
+    pub record: ChannelRecord,
     pub stats: Arc<ChannelStats>,
 }
 
@@ -28,20 +26,20 @@ pub struct ChannelHandle {
     pub addr: Addr<Channel>,
 }
 
+/// Committed changes, sent by the Raft node in log order.
 #[derive(Message)]
-#[rtype(result = "Result<Created, CreateRefused>")]
-pub struct Create(pub ChannelSpec);
-
-/// A new channel and its token, which is never stored or shown again.
-pub struct Created {
-    pub info: Arc<ChannelInfo>,
-    pub token: String,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub enum CreateRefused {
-    LimitReached(usize),
-    ShuttingDown,
+#[rtype(result = "()")]
+pub enum Mirror {
+    Create(ChannelRecord),
+    Delete {
+        id: String,
+        cause: DeleteCause,
+    },
+    Reset(Vec<String>),
+    /// A snapshot: the full channel set replaces whatever was here.
+    Install(Vec<ChannelRecord>),
+    /// The current member ids (they decide which node runs a channel's timeout).
+    Members(Vec<u64>),
 }
 
 #[derive(Message)]
@@ -52,53 +50,99 @@ pub struct Get(pub String);
 #[rtype(result = "Vec<Arc<ChannelInfo>>")]
 pub struct List;
 
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub struct Delete(pub String);
-
-/// Deletes every channel; answers how many.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct Reset;
-
 /// Closes every channel's clients with `1001` and refuses new work.
 #[derive(Message)]
 #[rtype(result = "usize")]
 pub struct Shutdown;
 
-/// Sent by a channel whose inactivity timeout fired.
+/// Sent by a channel whose inactivity timeout passed.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ChannelExpired {
+pub struct ChannelIdle {
     pub id: String,
 }
+
+/// Tells the registry where to send delete proposals.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetCluster(pub Addr<RaftNode>);
 
 pub struct Registry {
     channels: HashMap<String, ChannelHandle>,
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
-    max_channels: usize,
-    id_length: usize,
-    token_length: usize,
+    node_id: u64,
+    members: BTreeSet<u64>,
+    cluster: Option<Addr<RaftNode>>,
     shutting_down: bool,
 }
 
+/// The member that runs a channel's inactivity timeout: rendezvous hashing over member ids,
+/// so every node agrees and a membership change moves as few channels as possible.
+pub fn timer_owner(channel: &str, members: &BTreeSet<u64>) -> Option<u64> {
+    members.iter().copied().max_by_key(|m| {
+        // FNV-1a over the id and member: stable across processes and versions.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in channel.bytes().chain(m.to_le_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h
+    })
+}
+
 impl Registry {
-    pub fn new(
-        arbiters: Vec<ArbiterHandle>,
-        max_channels: usize,
-        id_length: usize,
-        token_length: usize,
-    ) -> Registry {
+    pub fn new(arbiters: Vec<ArbiterHandle>, node_id: u64) -> Registry {
         Registry {
             channels: HashMap::new(),
             arbiters,
             next_arbiter: 0,
-            max_channels,
-            id_length,
-            token_length,
+            node_id,
+            members: BTreeSet::new(),
+            cluster: None,
             shutting_down: false,
         }
+    }
+
+    fn create(&mut self, record: ChannelRecord, ctx: &mut Context<Self>) {
+        if self.channels.contains_key(&record.id) {
+            return;
+        }
+        let info = Arc::new(ChannelInfo {
+            record,
+            stats: Arc::new(ChannelStats::new()),
+        });
+        let (id, spec, stats, me) = (
+            info.record.id.clone(),
+            info.record.spec.clone(),
+            Arc::clone(&info.stats),
+            ctx.address(),
+        );
+        let make = move |_: &mut Context<Channel>| Channel::new(id, spec, stats, me);
+        let addr = if self.arbiters.is_empty() {
+            Channel::create(make)
+        } else {
+            self.next_arbiter = (self.next_arbiter + 1) % self.arbiters.len();
+            Channel::start_in_arbiter(&self.arbiters[self.next_arbiter], make)
+        };
+        log::info!(
+            "channel {} created ({}, clientLimit {}, timeout {})",
+            info.record.id,
+            info.record.spec.pattern,
+            info.record.spec.client_limit,
+            info.record.spec.timeout
+        );
+        self.channels
+            .insert(info.record.id.clone(), ChannelHandle { info, addr });
+        metrics::CHANNELS.set(self.channels.len() as i64);
+    }
+
+    fn remove(&mut self, id: &str, cause: CloseCause) {
+        if let Some(handle) = self.channels.remove(id) {
+            handle.addr.do_send(CloseChannel(cause));
+            log::info!("channel {id} {}", cause.reason());
+        }
+        metrics::CHANNELS.set(self.channels.len() as i64);
     }
 
     fn close_all(&mut self, cause: CloseCause) -> usize {
@@ -115,64 +159,45 @@ impl Actor for Registry {
     type Context = Context<Self>;
 }
 
-impl Handler<Create> for Registry {
-    type Result = Result<Created, CreateRefused>;
+impl Handler<Mirror> for Registry {
+    type Result = ();
 
-    fn handle(&mut self, msg: Create, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Mirror, ctx: &mut Context<Self>) {
         if self.shutting_down {
-            return Err(CreateRefused::ShuttingDown);
+            return;
         }
-        if self.channels.len() >= self.max_channels {
-            return Err(CreateRefused::LimitReached(self.max_channels));
+        match msg {
+            Mirror::Create(record) => self.create(record, ctx),
+            Mirror::Delete { id, cause } => {
+                let cause = match cause {
+                    DeleteCause::Deleted => CloseCause::ChannelDeleted,
+                    DeleteCause::TimedOut => CloseCause::ChannelTimedOut,
+                };
+                self.remove(&id, cause);
+            }
+            Mirror::Reset(ids) => {
+                log::info!("reset: {} channels deleted", ids.len());
+                for id in ids {
+                    self.remove(&id, CloseCause::ChannelDeleted);
+                }
+            }
+            Mirror::Install(records) => {
+                let keep: BTreeSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+                let gone: Vec<String> = self
+                    .channels
+                    .keys()
+                    .filter(|id| !keep.contains(id.as_str()))
+                    .cloned()
+                    .collect();
+                for id in gone {
+                    self.remove(&id, CloseCause::ChannelDeleted);
+                }
+                for record in records {
+                    self.create(record, ctx);
+                }
+            }
+            Mirror::Members(ids) => self.members = ids.into_iter().collect(),
         }
-        let id = loop {
-            let id = token::random_id(self.id_length);
-            if !self.channels.contains_key(&id) {
-                break id;
-            }
-        };
-        let token = token::random_token(self.token_length);
-        let created_at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let info = Arc::new(ChannelInfo {
-            id: id.clone(),
-            spec: msg.0,
-            token_hash: token::hash(&token),
-            created_at_ms,
-            stats: Arc::new(ChannelStats::new()),
-        });
-        let channel = {
-            let (id, spec, stats, me) = (
-                id.clone(),
-                info.spec.clone(),
-                Arc::clone(&info.stats),
-                ctx.address(),
-            );
-            let make = move |_: &mut Context<Channel>| Channel::new(id, spec, stats, me);
-            if self.arbiters.is_empty() {
-                Channel::create(make)
-            } else {
-                self.next_arbiter = (self.next_arbiter + 1) % self.arbiters.len();
-                Channel::start_in_arbiter(&self.arbiters[self.next_arbiter], make)
-            }
-        };
-        log::info!(
-            "channel {} created ({}, clientLimit {}, timeout {})",
-            id,
-            info.spec.pattern,
-            info.spec.client_limit,
-            info.spec.timeout
-        );
-        self.channels.insert(
-            id,
-            ChannelHandle {
-                info: Arc::clone(&info),
-                addr: channel,
-            },
-        );
-        metrics::CHANNELS.set(self.channels.len() as i64);
-        Ok(Created { info, token })
     }
 }
 
@@ -180,6 +205,9 @@ impl Handler<Get> for Registry {
     type Result = Option<ChannelHandle>;
 
     fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Self::Result {
+        if self.shutting_down {
+            return None;
+        }
         self.channels.get(&msg.0).cloned()
     }
 }
@@ -193,35 +221,10 @@ impl Handler<List> for Registry {
             .values()
             .map(|h| Arc::clone(&h.info))
             .collect();
-        all.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        all.sort_by(|a, b| {
+            (a.record.created_at_ms, &a.record.id).cmp(&(b.record.created_at_ms, &b.record.id))
+        });
         all
-    }
-}
-
-impl Handler<Delete> for Registry {
-    type Result = bool;
-
-    fn handle(&mut self, msg: Delete, _: &mut Context<Self>) -> bool {
-        match self.channels.remove(&msg.0) {
-            Some(handle) => {
-                handle
-                    .addr
-                    .do_send(CloseChannel(CloseCause::ChannelDeleted));
-                log::info!("channel {} deleted", msg.0);
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-impl Handler<Reset> for Registry {
-    type Result = usize;
-
-    fn handle(&mut self, _: Reset, _: &mut Context<Self>) -> usize {
-        let n = self.close_all(CloseCause::ChannelDeleted);
-        log::info!("reset: {n} channels deleted");
-        n
     }
 }
 
@@ -234,11 +237,51 @@ impl Handler<Shutdown> for Registry {
     }
 }
 
-impl Handler<ChannelExpired> for Registry {
+impl Handler<SetCluster> for Registry {
     type Result = ();
 
-    fn handle(&mut self, msg: ChannelExpired, _: &mut Context<Self>) {
-        self.channels.remove(&msg.id);
-        metrics::CHANNELS.set(self.channels.len() as i64);
+    fn handle(&mut self, msg: SetCluster, _: &mut Context<Self>) {
+        self.cluster = Some(msg.0);
+    }
+}
+
+impl Handler<ChannelIdle> for Registry {
+    type Result = ();
+
+    fn handle(&mut self, msg: ChannelIdle, _: &mut Context<Self>) {
+        if self.shutting_down || !self.channels.contains_key(&msg.id) {
+            return;
+        }
+        // One node proposes the delete; the commit closes the clients on every node.
+        if timer_owner(&msg.id, &self.members) != Some(self.node_id) {
+            return;
+        }
+        if let Some(cluster) = &self.cluster {
+            log::info!("channel {} is idle past its timeout; deleting", msg.id);
+            cluster.do_send(Propose(Command::DeleteChannel {
+                id: msg.id,
+                cause: DeleteCause::TimedOut,
+            }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timer_owner_is_stable_and_spreads_over_members() {
+        let members: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
+        let mut counts = HashMap::new();
+        for i in 0..300 {
+            let id = format!("ch{i}");
+            let owner = timer_owner(&id, &members).unwrap();
+            assert_eq!(timer_owner(&id, &members), Some(owner));
+            *counts.entry(owner).or_insert(0) += 1;
+        }
+        assert_eq!(counts.len(), 3, "{counts:?}");
+        assert!(counts.values().all(|&c| c > 50), "{counts:?}");
+        assert_eq!(timer_owner("x", &BTreeSet::new()), None);
     }
 }

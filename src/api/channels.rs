@@ -7,47 +7,87 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::{body, spec, AppState};
-use crate::actors::channel::ChannelSpec;
-use crate::actors::registry::{ChannelInfo, Create, CreateRefused, Delete, Get, List, Reset};
+use crate::actors::channel::{ChannelSpec, ChannelStats};
+use crate::actors::registry::{ChannelInfo, Get, List};
+use crate::cluster::node::{Propose, ProposeError};
+use crate::cluster::state::{Applied, ChannelRecord, Command, DeleteCause};
 use crate::error::ApiError;
+use crate::token;
 
 /// The public view of a channel; never contains the token.
 pub fn channel_json(info: &ChannelInfo) -> Value {
+    record_json(&info.record, &info.stats)
+}
+
+fn record_json(record: &ChannelRecord, stats: &ChannelStats) -> Value {
     json!({
-        "id": info.id,
-        "pattern": info.spec.pattern.as_str(),
-        "clientLimit": info.spec.client_limit,
-        "timeout": info.spec.timeout,
-        "countdown": info.stats.countdown(info.spec.timeout),
-        "clients": info.stats.clients.load(std::sync::atomic::Ordering::Relaxed),
-        "includeSender": info.spec.include_sender,
-        "createdAt": info.created_at_ms,
+        "id": record.id,
+        "pattern": record.spec.pattern.as_str(),
+        "clientLimit": record.spec.client_limit,
+        "timeout": record.spec.timeout,
+        "countdown": stats.countdown(record.spec.timeout),
+        "clients": stats.clients.load(std::sync::atomic::Ordering::Relaxed),
+        "includeSender": record.spec.include_sender,
+        "createdAt": record.created_at_ms,
     })
 }
 
 fn mailbox(e: actix::MailboxError) -> ApiError {
-    ApiError::Internal(format!("registry unavailable: {e}"))
+    ApiError::Internal(format!("actor unavailable: {e}"))
 }
 
-async fn create_channel(state: &AppState, spec: ChannelSpec) -> Result<HttpResponse, ApiError> {
-    let created = state
-        .registry
-        .send(Create(spec))
+/// Commits a command through Raft; the answer comes only after it is applied on this node.
+pub async fn commit(state: &AppState, cmd: Command) -> Result<Applied, ApiError> {
+    if state
+        .shutting_down
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Err(ApiError::ShuttingDown);
+    }
+    state
+        .cluster
+        .send(Propose(cmd))
         .await
         .map_err(mailbox)?
         .map_err(|e| match e {
-            CreateRefused::LimitReached(n) => ApiError::ChannelLimitReached(n),
-            CreateRefused::ShuttingDown => ApiError::ShuttingDown,
-        })?;
-    let id = &created.info.id;
-    Ok(HttpResponse::Created()
-        .insert_header(("Location", format!("/channels/{id}")))
-        .json(json!({
-            "message": format!("Channel {id} created"),
-            "token": created.token,
-            "connect": format!("/channels/{id}/connect?token={}", created.token),
-            "data": channel_json(&created.info),
-        })))
+            ProposeError::UnknownMember(id) => ApiError::NodeNotFound(id.to_string()),
+            e => ApiError::ClusterUnavailable(e.to_string()),
+        })
+}
+
+async fn create_channel(state: &AppState, spec: ChannelSpec) -> Result<HttpResponse, ApiError> {
+    let config = &state.config;
+    loop {
+        let token = token::random_token(config.token_length);
+        let record = ChannelRecord {
+            id: token::random_id(config.id_length),
+            spec: spec.clone(),
+            token_hash: token::hash(&token),
+            created_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
+        match commit(state, Command::CreateChannel(record)).await? {
+            Applied::Created(record) => {
+                let id = &record.id;
+                return Ok(HttpResponse::Created()
+                    .insert_header(("Location", format!("/channels/{id}")))
+                    .json(json!({
+                        "message": format!("Channel {id} created"),
+                        "token": token,
+                        "connect": format!("/channels/{id}/connect?token={token}"),
+                        "data": record_json(&record, &ChannelStats::new()),
+                    })));
+            }
+            Applied::ChannelLimitReached(n) => return Err(ApiError::ChannelLimitReached(n)),
+            Applied::Duplicate => continue,
+            other => {
+                return Err(ApiError::Internal(format!(
+                    "unexpected apply result {other:?}"
+                )))
+            }
+        }
+    }
 }
 
 pub async fn create(
@@ -94,20 +134,23 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = channel_id(&req);
-    if state
-        .registry
-        .send(Delete(id.clone()))
-        .await
-        .map_err(mailbox)?
-    {
-        Ok(HttpResponse::Ok().json(json!({ "message": format!("Channel {id} deleted") })))
-    } else {
-        Err(ApiError::ChannelNotFound(id))
+    let cmd = Command::DeleteChannel {
+        id: id.clone(),
+        cause: DeleteCause::Deleted,
+    };
+    match commit(&state, cmd).await? {
+        Applied::Deleted { .. } => {
+            Ok(HttpResponse::Ok().json(json!({ "message": format!("Channel {id} deleted") })))
+        }
+        _ => Err(ApiError::ChannelNotFound(id)),
     }
 }
 
 pub async fn reset(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let n = state.registry.send(Reset).await.map_err(mailbox)?;
+    let n = match commit(&state, Command::Reset).await? {
+        Applied::Reset(ids) => ids.len(),
+        _ => 0,
+    };
     Ok(
         HttpResponse::Ok()
             .json(json!({ "message": format!("{n} channels deleted"), "deleted": n })),

@@ -36,7 +36,7 @@ pub async fn connect(
         .as_ref()
         .and_then(|q| q.get("token"))
         .map(String::as_str);
-    if !presented.is_some_and(|t| token::matches_hash(t, &handle.info.token_hash)) {
+    if !presented.is_some_and(|t| token::matches_hash(t, &handle.info.record.token_hash)) {
         return Err(ApiError::InvalidToken);
     }
     verify_handshake(req.head()).map_err(|_| ApiError::NotWebSocket)?;

@@ -20,21 +20,28 @@ use openssl::ssl::{SslAcceptor, SslAcceptorBuilder, SslFiletype, SslMethod};
 
 use crate::actors::registry::Registry;
 use crate::actors::session::SessionLimits;
-use crate::cluster::NodeInfo;
+use crate::cluster::node::RaftNode;
+use crate::cluster::state::Member;
 use crate::config::{Config, Tls};
 use crate::error::ApiError;
 
 pub struct AppState {
     pub config: Arc<Config>,
     pub registry: Addr<Registry>,
-    pub node: NodeInfo,
+    pub cluster: Addr<RaftNode>,
+    pub me: Member,
     pub auth: Option<auth::AuthPolicy>,
     pub session_limits: SessionLimits,
     pub shutting_down: Arc<AtomicBool>,
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, registry: Addr<Registry>, node: NodeInfo) -> AppState {
+    pub fn new(
+        config: Arc<Config>,
+        registry: Addr<Registry>,
+        cluster: Addr<RaftNode>,
+        me: Member,
+    ) -> AppState {
         AppState {
             auth: config.auth.then(|| auth::AuthPolicy {
                 token: config.auth_token.clone(),
@@ -47,7 +54,8 @@ impl AppState {
             },
             config,
             registry,
-            node,
+            cluster,
+            me,
             shutting_down: Arc::new(AtomicBool::new(false)),
         }
     }

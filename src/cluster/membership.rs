@@ -1,0 +1,199 @@
+//! Membership: find or start a cluster at boot (`WRS_JOIN`, DNS names expand to all their
+//! addresses), join the cluster of a member given by its API address, and leave on shutdown.
+//! Exactly one node of a `WRS_JOIN` list may start a cluster, so simultaneous starts form one.
+
+use std::collections::BTreeSet;
+use std::net::ToSocketAddrs;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use serde_json::Value;
+
+use super::node::{Bootstrap, GetView, RaftNode, RemoveMember, ResetToJoin};
+use super::state::Member;
+use super::transport;
+
+/// How long the designated first node may be unreachable before the smallest reachable
+/// address starts the cluster instead.
+const DESIGNATED_GRACE: Duration = Duration::from_secs(20);
+
+/// Resolves `host:port` entries to `ip:port` strings (a DNS name stands for all its addresses).
+pub fn resolve(entries: &[String]) -> BTreeSet<String> {
+    entries
+        .iter()
+        .flat_map(|e| match e.to_socket_addrs() {
+            Ok(addrs) => addrs.map(|a| a.to_string()).collect::<Vec<_>>(),
+            Err(_) => Vec::new(),
+        })
+        .collect()
+}
+
+/// What a member's `GET /cluster` says: (its node id, the leader's peer address if any).
+async fn probe(api: &str, scheme: &str) -> Result<(u64, Option<String>), String> {
+    let client = insecure_client();
+    let mut res = client
+        .get(format!("{scheme}://{api}/cluster"))
+        .send()
+        .await
+        .map_err(|e| format!("{api}: {e}"))?;
+    let body: Value = res
+        .json()
+        .limit(1 << 20)
+        .await
+        .map_err(|e| format!("{api}: {e}"))?;
+    let data = &body["data"];
+    let id = data["id"]
+        .as_u64()
+        .ok_or_else(|| format!("{api}: not a wrs node"))?;
+    let leader_peer = data["leader"].as_u64().and_then(|leader| {
+        data["nodes"].as_array()?.iter().find_map(|n| {
+            (n["id"].as_u64() == Some(leader)).then(|| n["peer"].as_str().map(str::to_owned))?
+        })
+    });
+    Ok((id, leader_peer))
+}
+
+/// Intra-cluster discovery talks to peers' public API, which may use a self-signed cert.
+fn insecure_client() -> awc::Client {
+    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+    match SslConnector::builder(SslMethod::tls()) {
+        Ok(mut ssl) => {
+            ssl.set_verify(SslVerifyMode::NONE);
+            awc::Client::builder()
+                .connector(awc::Connector::new().openssl(ssl.build()))
+                .timeout(Duration::from_secs(3))
+                .finish()
+        }
+        Err(_) => awc::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .finish(),
+    }
+}
+
+/// Waits until this node has applied the cluster's state and sees a leader.
+async fn wait_until_member(node: &Addr<RaftNode>, me: u64, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(view) = node.send(GetView).await {
+            if view.leader.is_some() && view.nodes.iter().any(|(m, _)| m.id == me) {
+                return true;
+            }
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Joins the cluster of the member whose API is at `api`. The node must be alone and empty;
+/// on failure it starts its own cluster again.
+pub async fn join_via(
+    api: &str,
+    scheme: &str,
+    me: &Member,
+    node: &Addr<RaftNode>,
+    secret: Option<&str>,
+) -> Result<(), String> {
+    let (id, leader_peer) = probe(api, scheme).await?;
+    if id == me.id {
+        return Err(format!("{api} is this node"));
+    }
+    let leader_peer = leader_peer.ok_or_else(|| format!("{api} has no leader right now"))?;
+    let _ = node.send(ResetToJoin).await;
+    let result = async {
+        transport::request_join(&leader_peer, me, secret).await?;
+        if wait_until_member(node, me.id, Duration::from_secs(10)).await {
+            Ok(())
+        } else {
+            Err("added, but the cluster's state did not arrive within 10 s".to_string())
+        }
+    }
+    .await;
+    if result.is_err() {
+        node.do_send(Bootstrap);
+    }
+    result
+}
+
+/// At start: join an existing cluster from `WRS_JOIN`, or start one if this node is the
+/// designated first node (the smallest address of the list, this node included).
+pub async fn discover(
+    join: Vec<String>,
+    scheme: String,
+    me: Member,
+    own_addrs: BTreeSet<String>,
+    node: Addr<RaftNode>,
+    secret: Option<String>,
+) {
+    if join.is_empty() {
+        node.do_send(Bootstrap);
+        return;
+    }
+    let started = Instant::now();
+    let mut attempt = 0u32;
+    let mut own_addrs = own_addrs;
+    loop {
+        attempt += 1;
+        let listed = resolve(&join);
+        let others: Vec<&String> = listed.iter().filter(|a| !own_addrs.contains(*a)).collect();
+        let mut reachable: BTreeSet<String> = own_addrs.clone();
+        for addr in &others {
+            match probe(addr, &scheme).await {
+                Ok((id, _)) if id == me.id => {
+                    // This address is this node under another name (e.g. its pod IP).
+                    own_addrs.insert((*addr).clone());
+                    reachable.insert((*addr).clone());
+                }
+                Ok((_, Some(leader_peer))) => {
+                    let _ = node.send(ResetToJoin).await;
+                    match transport::request_join(&leader_peer, &me, secret.as_deref()).await {
+                        Ok(())
+                            if wait_until_member(&node, me.id, Duration::from_secs(10)).await =>
+                        {
+                            log::info!("cluster: joined through {addr}");
+                            return;
+                        }
+                        Ok(()) => log::warn!("cluster: join through {addr} did not complete"),
+                        Err(e) => log::info!("cluster: join through {addr} failed: {e}"),
+                    }
+                }
+                Ok((_, None)) => {
+                    reachable.insert((*addr).clone());
+                }
+                Err(e) => log::debug!("cluster: {e}"),
+            }
+        }
+        let designated = listed.iter().chain(own_addrs.iter()).min();
+        let first_reachable = reachable.iter().min();
+        let me_first = designated.is_some_and(|d| own_addrs.contains(d));
+        let fallback = started.elapsed() > DESIGNATED_GRACE
+            && first_reachable.is_some_and(|d| own_addrs.contains(d))
+            && designated.is_some_and(|d| !reachable.contains(d));
+        if me_first || fallback {
+            if fallback {
+                log::warn!(
+                    "cluster: the designated first node is unreachable; starting the cluster here"
+                );
+            }
+            node.do_send(Bootstrap);
+            return;
+        }
+        if attempt == 1 || attempt.is_multiple_of(20) {
+            log::info!("cluster: waiting for a cluster among {join:?}");
+        }
+        actix_rt::time::sleep(Duration::from_millis(300 + u64::from(attempt % 5) * 50)).await;
+    }
+}
+
+/// On shutdown: leave the cluster if others remain, so they need not wait for this node.
+pub async fn leave(node: &Addr<RaftNode>, me: u64, within: Duration) {
+    let Ok(view) = node.send(GetView).await else {
+        return;
+    };
+    if view.nodes.len() <= 1 || view.leader.is_none() {
+        return;
+    }
+    match actix_rt::time::timeout(within, node.send(RemoveMember(me))).await {
+        Ok(Ok(Ok(()))) => log::info!("cluster: left the cluster"),
+        _ => log::warn!("cluster: could not leave the cluster cleanly"),
+    }
+}

@@ -279,6 +279,61 @@ pub fn raise_fd_limit() -> u64 {
     }
 }
 
+/// CPU time (clock ticks) of the whole machine (busy, total) and of one process, from /proc.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuSample {
+    busy: u64,
+    total: u64,
+    me: u64,
+    server: u64,
+}
+
+fn proc_ticks(pid: u32) -> u64 {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // fields after the ")" of the command name: state is field 3, utime 14, stime 15
+    let rest = s.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    num(11) + num(12)
+}
+
+impl CpuSample {
+    pub fn take(server: Option<u32>) -> CpuSample {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let v: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let total: u64 = v.iter().take(8).sum();
+        let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+        CpuSample {
+            busy: total.saturating_sub(idle),
+            total,
+            me: proc_ticks(std::process::id()),
+            server: server.map_or(0, proc_ticks),
+        }
+    }
+    /// (machine busy %, generator %, server %, everything else %) of the machine's capacity
+    /// between two samples. "Everything else" is the noise indicator: other processes' work.
+    pub fn since(&self, start: &CpuSample) -> Option<(f64, f64, f64, f64)> {
+        let total = self.total.checked_sub(start.total)? as f64;
+        if total <= 0.0 {
+            return None;
+        }
+        let pct = |a: u64, b: u64| 100.0 * a.saturating_sub(b) as f64 / total;
+        let busy = pct(self.busy, start.busy);
+        let me = pct(self.me, start.me);
+        let server = pct(self.server, start.server);
+        Some((busy, me, server, (busy - me - server).max(0.0)))
+    }
+}
+
 /// VmRSS of a process in KiB, from /proc/<pid>/status.
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -260,7 +260,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let results: Vec<AnyResult<Outcome>> = rt.block_on(async {
+    let cpu0 = common::CpuSample::take(a.pid);
+    let mut results: Vec<AnyResult<Outcome>> = rt.block_on(async {
         match cli.cmd {
             Cmd::Api {
                 clients,
@@ -346,6 +347,19 @@ fn main() {
             Cmd::Report { .. } | Cmd::Median { .. } => unreachable!(),
         }
     });
+    // CPU shares over the whole run (connects and drain included): other processes' share is
+    // the noise indicator of a shared machine.
+    if let Some((busy, me, server, other)) = common::CpuSample::take(a.pid).since(&cpu0) {
+        for o in results.iter_mut().flatten() {
+            let round = |v: f64| (v * 10.0).round() / 10.0;
+            o.extra("cpu_busy_pct", round(busy));
+            o.extra("cpu_generator_pct", round(me));
+            if a.pid.is_some() {
+                o.extra("cpu_server_pct", round(server));
+                o.extra("cpu_other_pct", round(other));
+            }
+        }
+    }
     // Background tasks (drains, held sockets) end with the runtime.
     rt.shutdown_timeout(Duration::from_millis(500));
     if !a.no_header {

@@ -102,6 +102,15 @@ impl<'a> Runs<'a> {
     }
 }
 
+/// Median share of the machine's CPU taken by other processes during the runs (wrs / baseline).
+fn other_cpu(runs: &Runs, s: &str, k: &str) -> String {
+    let f = |l: &str| {
+        runs.med(s, k, l, "cpu_other_pct")
+            .map_or("–".into(), |v| format!("{v:.0}"))
+    };
+    format!("{} / {}", f("wrs"), f("baseline"))
+}
+
 fn fmt_rate(v: Option<f64>) -> String {
     match v {
         Some(v) if v >= 100.0 => {
@@ -420,9 +429,9 @@ pub fn write(results: &[PathBuf], meta: Option<&Path>, out: &Path, plots: &Path)
     );
     let _ = writeln!(
         md,
-        "| scenario | key | unit | wrs | baseline | ratio | p50 | p99 | max | errors | runs |"
+        "| scenario | key | unit | wrs | baseline | ratio | p50 | p99 | max | errors | runs | other CPU % |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for s in ["pubsub", "echo", "api"] {
         for k in runs.keys(&all, s) {
             if k.contains('@') {
@@ -443,7 +452,7 @@ pub fn write(results: &[PathBuf], meta: Option<&Path>, out: &Path, plots: &Path)
             };
             let _ = writeln!(
                 md,
-                "| {s} | {k} | {unit} | {} | {} | **{}** | {} | {} | {} | {} / {} | {} / {} |",
+                "| {s} | {k} | {unit} | {} | {} | **{}** | {} | {} | {} | {} / {} | {} / {} | {} |",
                 fmt_rate(runs.med(s, &k, w, "rate")),
                 fmt_rate(runs.med(s, &k, b, "rate")),
                 fmt_ratio(ratio(
@@ -457,6 +466,7 @@ pub fn write(results: &[PathBuf], meta: Option<&Path>, out: &Path, plots: &Path)
                 runs.errors(s, &k, b),
                 runs.get(s, &k, w).len(),
                 runs.get(s, &k, b).len(),
+                other_cpu(&runs, s, &k),
             );
         }
     }
@@ -528,9 +538,9 @@ pub fn write(results: &[PathBuf], meta: Option<&Path>, out: &Path, plots: &Path)
         );
         let _ = writeln!(
             md,
-            "| pub→sub | offered deliveries/s | of wrs max | wrs p50 | wrs p99 | wrs max | baseline p50 | baseline p99 | baseline max | wrs achieved | errors wrs / baseline | runs |"
+            "| pub→sub | offered deliveries/s | of wrs max | wrs p50 | wrs p99 | wrs max | baseline p50 | baseline p99 | baseline max | wrs achieved | errors wrs / baseline | runs | other CPU % |"
         );
-        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
         for (l, f) in [(w, "p50"), (w, "p99"), (b, "p50"), (b, "p99")] {
             let pts: Vec<(f64, f64)> = lat_rows
@@ -546,7 +556,7 @@ pub fn write(results: &[PathBuf], meta: Option<&Path>, out: &Path, plots: &Path)
             let base = k.split('@').next().unwrap_or("");
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} |",
                 base.replace('x', "→"),
                 fmt_rate(Some(*offered)),
                 pub_max(base, w).map_or("–".into(), |m| format!("{:.2}", offered / m)),
@@ -561,6 +571,7 @@ pub fn write(results: &[PathBuf], meta: Option<&Path>, out: &Path, plots: &Path)
                 runs.errors("pubsub", k, b),
                 runs.get("pubsub", k, w).len(),
                 runs.get("pubsub", k, b).len(),
+                other_cpu(&runs, "pubsub", k),
             );
         }
         let _ = writeln!(md);
@@ -819,7 +830,10 @@ const METHOD: &str = r#"
 - **Same box**: generator, wrs and the baseline share the machine's cores, so a server that
   uses less CPU per message leaves more for the generator; ratios above 1 are possible.
   Runs alternate between wrs and the baseline so drift affects both alike. Other work on the
-  machine (builds, tests) adds noise: the load average at the start is in the machine block.
+  machine (builds, tests of other engineers) adds noise: *other CPU %* is the share of the
+  machine's CPU time used by processes other than the generator and the server under test
+  during the runs (from /proc/stat and /proc/<pid>/stat; 100 % = all cores). Rows where it
+  is well above a few percent were measured on a busy machine.
 - **pub-sub**: messages are 64 B text frames carrying publisher id, sequence number and a
   timestamp (one monotonic clock in the generator's process, so no clock sync is needed).
   *Deliveries/s* counts messages received by subscribers (in P→S with P > 1 each publisher

@@ -51,7 +51,9 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         peer: format!("{}:{}", config.domain, config.node_port),
     };
     metrics::init_standalone();
-    let registry = Registry::new(arbiters.iter().map(Arbiter::handle).collect(), me.id).start();
+    let relay = cluster::relay::Relay::new(me.id, config.cluster_secret.clone());
+    let registry =
+        Registry::new(arbiters.iter().map(Arbiter::handle).collect(), me.id, relay).start();
     let raft = RaftNode::new(me.clone(), registry.clone(), raft_settings(&config)).start();
     registry.do_send(SetCluster(raft.clone()));
     if config.cluster_secret.is_none() {
@@ -64,6 +66,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         &config.bind,
         config.node_port,
         raft.clone(),
+        registry.clone(),
         config.cluster_secret.clone(),
     )
     .map_err(|e| {

@@ -1,6 +1,7 @@
 //! The channel actor: owns one channel's clients (their outboxes and join order), applies the
 //! pattern to every message, and runs the inactivity timer. All of a channel's traffic is
-//! sequenced here, which is what makes round robin fair and replies find their origin.
+//! sequenced by one actor in the cluster — on the channel's owner node; on other nodes the
+//! actor is a proxy that forwards its clients to the owner (`cluster/relay.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +17,7 @@ use super::outbox::{encode, Backlog, Outbox, PushError};
 use super::pattern::{route, ClientQueue, Kind, Pattern, Targets};
 use super::registry::{ChannelIdle, Registry};
 use super::subprotocol::{self, Envelope, EnvelopeError};
+use crate::cluster::relay::{Record, Relay};
 use crate::error::CloseCause;
 use crate::metrics::{self, PatternCounters};
 
@@ -78,7 +80,7 @@ impl Default for ChannelStats {
 }
 
 /// One message's payload; text stays text, binary stays binary.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Data {
     Text(ByteString),
     Binary(Bytes),
@@ -95,6 +97,36 @@ pub struct Join {
 pub enum JoinRefused {
     LimitReached(i64),
     Closed,
+    /// The owner node could not be reached.
+    Unavailable,
+}
+
+/// A client of another node joins this (owner) channel.
+#[derive(Message)]
+#[rtype(result = "Result<(), JoinRefused>")]
+pub struct JoinRemote {
+    pub id: ClientId,
+    pub node: u64,
+}
+
+/// Frames the owner routed to clients of this node.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DeliverLocal {
+    pub to: Vec<ClientId>,
+    pub frame: Bytes,
+}
+
+/// The channel's owner node changed (`None` = this node owns it now).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetOwner(pub Option<u64>);
+
+/// Where a client's frames go.
+#[derive(Clone)]
+enum Sink {
+    Local(Arc<Outbox>),
+    Remote(u64),
 }
 
 #[derive(Message)]
@@ -119,7 +151,13 @@ pub struct Channel {
     id: String,
     spec: ChannelSpec,
     queue: ClientQueue<ClientId>,
-    outboxes: HashMap<ClientId, Arc<Outbox>>,
+    /// On the owner: every client of the channel; on a proxy: this node's clients only.
+    clients: HashMap<ClientId, Sink>,
+    /// `None` when this node sequences the channel, else the owner's node id.
+    owner: Option<u64>,
+    relay: Arc<Relay>,
+    /// Remote recipients of the message being routed, grouped by node.
+    remote_batch: HashMap<u64, Vec<ClientId>>,
     stats: Arc<ChannelStats>,
     registry: Addr<Registry>,
     counters: PatternCounters,
@@ -140,11 +178,16 @@ impl Channel {
         spec: ChannelSpec,
         stats: Arc<ChannelStats>,
         registry: Addr<Registry>,
+        owner: Option<u64>,
+        relay: Arc<Relay>,
     ) -> Channel {
         Channel {
             id,
             queue: ClientQueue::default(),
-            outboxes: HashMap::new(),
+            clients: HashMap::new(),
+            owner,
+            relay,
+            remote_batch: HashMap::new(),
             counters: PatternCounters::new(spec.pattern.as_str()),
             spec,
             stats,
@@ -172,38 +215,81 @@ impl Channel {
         });
     }
 
+    fn local_count(&self) -> usize {
+        self.clients
+            .values()
+            .filter(|s| matches!(s, Sink::Local(_)))
+            .count()
+    }
+
+    fn update_count(&self) {
+        self.stats
+            .clients
+            .store(self.clients.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Closes this node's clients (other nodes close theirs from the same Raft commit).
     fn close_all(&mut self, cause: CloseCause, ctx: &mut Context<Self>) {
         self.closed = true;
-        metrics::CLIENTS.sub(self.outboxes.len() as i64);
-        for outbox in self.outboxes.values() {
-            outbox.close(cause);
+        metrics::CLIENTS.sub(self.local_count() as i64);
+        for sink in self.clients.values() {
+            if let Sink::Local(outbox) = sink {
+                outbox.close(cause);
+            }
         }
-        self.outboxes.clear();
+        self.clients.clear();
         self.queue = ClientQueue::default();
         self.stats.clients.store(0, Ordering::Relaxed);
         ctx.stop();
     }
 
-    fn remove(&mut self, id: &ClientId) {
-        if self.outboxes.remove(id).is_some() {
+    fn add(&mut self, id: ClientId, sink: Sink) {
+        self.stats.touch();
+        if self.owner.is_none() {
+            self.queue.join(id.clone());
+        }
+        if matches!(sink, Sink::Local(_)) {
+            metrics::CLIENTS.inc();
+        }
+        if let Some(Sink::Local(_)) = self.clients.insert(id, sink) {
             metrics::CLIENTS.dec();
+        }
+        self.update_count();
+    }
+
+    fn remove(&mut self, id: &ClientId) {
+        if let Some(sink) = self.clients.remove(id) {
             self.queue.leave(id);
-            self.stats
-                .clients
-                .store(self.outboxes.len() as u64, Ordering::Relaxed);
+            self.update_count();
+            if let Sink::Local(_) = sink {
+                metrics::CLIENTS.dec();
+                if let Some(owner) = self.owner {
+                    let leave = Record::Leave {
+                        channel: self.id.clone(),
+                        client: id.clone(),
+                    };
+                    self.relay.send(owner, &leave);
+                }
+            }
         }
     }
 
-    /// Pushes one encoded frame to one client; a full queue disconnects it as a slow consumer.
+    /// Pushes one encoded frame to one client: into its outbox if it is local (a full queue
+    /// disconnects it as a slow consumer), else into the batch for its node.
     fn deliver(&mut self, to: &ClientId, frame: &Bytes) {
-        let Some(outbox) = self.outboxes.get(to) else {
-            return;
+        let outbox = match self.clients.get(to) {
+            None => return,
+            Some(Sink::Remote(node)) => {
+                self.remote_batch.entry(*node).or_default().push(to.clone());
+                return;
+            }
+            Some(Sink::Local(outbox)) => Arc::clone(outbox),
         };
         match outbox.push(frame.clone()) {
             Ok(backlog) => {
                 self.counters.messages_out.inc();
                 if backlog == Backlog::Busy && self.busy.is_none() {
-                    self.busy = Some(Arc::clone(outbox));
+                    self.busy = Some(outbox);
                 }
             }
             Err(PushError::Full) => {
@@ -216,6 +302,21 @@ impl Channel {
             Err(PushError::Closed) => {
                 self.counters.dropped.inc();
                 self.remove(&to.clone());
+            }
+        }
+    }
+
+    /// Sends the frame once to each node that has recipients of it.
+    fn flush_remote(&mut self, frame: &Bytes) {
+        for (node, to) in self.remote_batch.drain() {
+            self.counters.messages_out.inc_by(to.len() as u64);
+            let record = Record::Deliver {
+                channel: self.id.clone(),
+                to,
+                frame: frame.clone(),
+            };
+            if !self.relay.send(node, &record) {
+                self.counters.dropped.inc();
             }
         }
     }
@@ -237,58 +338,17 @@ impl Channel {
                     self.deliver(to, &frame);
                 }
             }
-            Targets::UnknownOrigin => self.reply_error(from, EnvelopeError::UnknownOrigin),
+            Targets::UnknownOrigin => return self.reply_error(from, EnvelopeError::UnknownOrigin),
         }
+        self.flush_remote(&frame);
     }
 
     fn reply_error(&mut self, to: &ClientId, err: EnvelopeError) {
         let frame = encode(OpCode::Text, err.frame().as_bytes());
         self.deliver(to, &frame);
+        self.flush_remote(&frame);
     }
-}
 
-impl Actor for Channel {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        // Senders block (instead of queueing without bound) once this many messages wait.
-        ctx.set_mailbox_capacity(1024);
-        self.arm_timer(ctx);
-    }
-}
-
-impl Handler<Join> for Channel {
-    type Result = Result<(), JoinRefused>;
-
-    fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
-        if self.closed {
-            return Err(JoinRefused::Closed);
-        }
-        let limit = self.spec.client_limit;
-        if limit >= 0 && self.outboxes.len() as i64 >= limit {
-            return Err(JoinRefused::LimitReached(limit));
-        }
-        self.stats.touch();
-        self.queue.join(msg.id.clone());
-        if self.outboxes.insert(msg.id, msg.outbox).is_none() {
-            metrics::CLIENTS.inc();
-        }
-        self.stats
-            .clients
-            .store(self.outboxes.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
-impl Handler<Leave> for Channel {
-    type Result = ();
-
-    fn handle(&mut self, msg: Leave, _: &mut Context<Self>) {
-        self.remove(&msg.id);
-    }
-}
-
-impl Channel {
     /// After a message that left a queue busy, stop taking messages until that queue's writer
     /// drains once (at most `MAX_PACING_WAIT`). Senders meanwhile find the mailbox full and
     /// stop reading their sockets: TCP backpressure instead of a dropped fast reader.
@@ -302,26 +362,9 @@ impl Channel {
             );
         }
     }
-}
 
-/// Bounds one flow-control wait; a writer that does not drain in time soon counts as stalled.
-const MAX_PACING_WAIT: Duration = Duration::from_millis(20);
-
-impl Handler<Publish> for Channel {
-    type Result = ();
-
-    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) {
-        self.publish(msg);
-        self.pace(ctx);
-    }
-}
-
-impl Channel {
+    /// Routes one message (this node is the owner).
     fn publish(&mut self, msg: Publish) {
-        if !self.outboxes.contains_key(&msg.from) {
-            return; // already removed (slow consumer, closing)
-        }
-        self.stats.touch();
         self.counters.messages_in.inc();
         let (pattern, include_sender) = (self.spec.pattern, self.spec.include_sender);
         let from = msg.from;
@@ -351,6 +394,184 @@ impl Channel {
                 self.deliver_to(targets, &from, frame);
             }
             Err(err) => self.reply_error(&from, err),
+        }
+    }
+
+    /// Asks the owner to admit a local client; the client is registered first, so frames the
+    /// owner sends right after admitting it are not missed.
+    fn join_at_owner(
+        &mut self,
+        owner: u64,
+        id: ClientId,
+        outbox: Arc<Outbox>,
+    ) -> ResponseActFuture<Self, Result<(), JoinRefused>> {
+        self.add(id.clone(), Sink::Local(outbox));
+        let (relay, channel, client) = (Arc::clone(&self.relay), self.id.clone(), id.clone());
+        Box::pin(
+            async move { relay.join(owner, &channel, &client).await }
+                .into_actor(self)
+                .map(move |res, act, _| {
+                    if res.is_err() {
+                        if let Some(Sink::Local(_)) = act.clients.remove(&id) {
+                            metrics::CLIENTS.dec();
+                        }
+                        act.update_count();
+                    }
+                    res
+                }),
+        )
+    }
+}
+
+/// Bounds one flow-control wait; a writer that does not drain in time soon counts as stalled.
+const MAX_PACING_WAIT: Duration = Duration::from_millis(20);
+
+impl Actor for Channel {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Senders block (instead of queueing without bound) once this many messages wait.
+        ctx.set_mailbox_capacity(1024);
+        self.arm_timer(ctx);
+    }
+}
+
+impl Handler<Join> for Channel {
+    type Result = ResponseActFuture<Self, Result<(), JoinRefused>>;
+
+    fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
+        if self.closed {
+            return Box::pin(fut::ready(Err(JoinRefused::Closed)));
+        }
+        if let Some(owner) = self.owner {
+            return self.join_at_owner(owner, msg.id, msg.outbox);
+        }
+        let limit = self.spec.client_limit;
+        if limit >= 0 && self.clients.len() as i64 >= limit {
+            return Box::pin(fut::ready(Err(JoinRefused::LimitReached(limit))));
+        }
+        self.add(msg.id, Sink::Local(msg.outbox));
+        Box::pin(fut::ready(Ok(())))
+    }
+}
+
+impl Handler<JoinRemote> for Channel {
+    type Result = Result<(), JoinRefused>;
+
+    fn handle(&mut self, msg: JoinRemote, _: &mut Context<Self>) -> Self::Result {
+        if self.closed {
+            return Err(JoinRefused::Closed);
+        }
+        if self.owner.is_some() {
+            // Ownership moved while the request was on its way; the proxy retries.
+            return Err(JoinRefused::Unavailable);
+        }
+        let limit = self.spec.client_limit;
+        if limit >= 0 && self.clients.len() as i64 >= limit {
+            return Err(JoinRefused::LimitReached(limit));
+        }
+        self.add(msg.id, Sink::Remote(msg.node));
+        Ok(())
+    }
+}
+
+impl Handler<Leave> for Channel {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, _: &mut Context<Self>) {
+        self.remove(&msg.id);
+    }
+}
+
+impl Handler<Publish> for Channel {
+    type Result = ();
+
+    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) {
+        let Some(sink) = self.clients.get(&msg.from) else {
+            return; // already removed (slow consumer, closing)
+        };
+        self.stats.touch();
+        match (self.owner, sink) {
+            (Some(owner), _) => {
+                // A proxy: the owner sequences. Its clients' activity reaches the owner's timer.
+                let record = Record::Publish {
+                    channel: self.id.clone(),
+                    from: msg.from,
+                    data: msg.data,
+                };
+                if !self.relay.send(owner, &record) {
+                    self.counters.dropped.inc();
+                }
+            }
+            (None, _) => {
+                self.publish(msg);
+                self.pace(ctx);
+            }
+        }
+    }
+}
+
+impl Handler<DeliverLocal> for Channel {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeliverLocal, ctx: &mut Context<Self>) {
+        for to in &msg.to {
+            if let Some(Sink::Local(_)) = self.clients.get(to) {
+                self.deliver(to, &msg.frame);
+            }
+        }
+        self.remote_batch.clear();
+        self.pace(ctx);
+    }
+}
+
+impl Handler<SetOwner> for Channel {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetOwner, ctx: &mut Context<Self>) {
+        if msg.0 == self.owner || self.closed {
+            return;
+        }
+        log::info!(
+            "channel {}: sequenced by {}",
+            self.id,
+            msg.0
+                .map_or("this node".to_string(), |n| format!("node {n}"))
+        );
+        self.owner = msg.0;
+        // Remote clients re-join from their own nodes; round robin starts over.
+        self.clients.retain(|_, s| matches!(s, Sink::Local(_)));
+        self.queue = ClientQueue::default();
+        let locals: Vec<ClientId> = self.clients.keys().cloned().collect();
+        match self.owner {
+            None => {
+                for id in locals {
+                    self.queue.join(id);
+                }
+                self.update_count();
+            }
+            Some(owner) => {
+                self.update_count();
+                for id in locals {
+                    let (relay, channel) = (Arc::clone(&self.relay), self.id.clone());
+                    ctx.spawn(
+                        async move { relay.join(owner, &channel, &id).await.map_err(|e| (id, e)) }
+                            .into_actor(self)
+                            .map(|res, act, _| {
+                                if let Err((id, e)) = res {
+                                    log::info!(
+                                        "channel {}: client {id} lost its seat: {e:?}",
+                                        act.id
+                                    );
+                                    if let Some(Sink::Local(outbox)) = act.clients.get(&id) {
+                                        outbox.close(CloseCause::Internal);
+                                    }
+                                    act.remove(&id);
+                                }
+                            }),
+                    );
+                }
+            }
         }
     }
 }

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::channel::{Channel, ChannelStats, CloseChannel};
+use super::channel::{Channel, ChannelStats, CloseChannel, SetOwner};
 use crate::cluster::node::{Propose, RaftNode};
-use crate::cluster::state::{ChannelRecord, Command, DeleteCause};
+use crate::cluster::relay::Relay;
+use crate::cluster::state::{ChannelRecord, Command, DeleteCause, Member};
 use crate::error::CloseCause;
 use crate::metrics;
 
@@ -38,8 +39,8 @@ pub enum Mirror {
     Reset(Vec<String>),
     /// A snapshot: the full channel set replaces whatever was here.
     Install(Vec<ChannelRecord>),
-    /// The current member ids (they decide which node runs a channel's timeout).
-    Members(Vec<u64>),
+    /// The current members: they decide which node sequences each channel.
+    Members(Vec<Member>),
 }
 
 #[derive(Message)]
@@ -73,13 +74,15 @@ pub struct Registry {
     next_arbiter: usize,
     node_id: u64,
     members: BTreeSet<u64>,
+    relay: Arc<Relay>,
     cluster: Option<Addr<RaftNode>>,
     shutting_down: bool,
 }
 
-/// The member that runs a channel's inactivity timeout: rendezvous hashing over member ids,
-/// so every node agrees and a membership change moves as few channels as possible.
-pub fn timer_owner(channel: &str, members: &BTreeSet<u64>) -> Option<u64> {
+/// The member that sequences a channel (and runs its inactivity timeout): rendezvous hashing
+/// over member ids, so every node agrees and a membership change moves as few channels as
+/// possible.
+pub fn owner_of(channel: &str, members: &BTreeSet<u64>) -> Option<u64> {
     members.iter().copied().max_by_key(|m| {
         // FNV-1a over the id and member: stable across processes and versions.
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -92,13 +95,14 @@ pub fn timer_owner(channel: &str, members: &BTreeSet<u64>) -> Option<u64> {
 }
 
 impl Registry {
-    pub fn new(arbiters: Vec<ArbiterHandle>, node_id: u64) -> Registry {
+    pub fn new(arbiters: Vec<ArbiterHandle>, node_id: u64, relay: Arc<Relay>) -> Registry {
         Registry {
             channels: HashMap::new(),
             arbiters,
             next_arbiter: 0,
             node_id,
             members: BTreeSet::new(),
+            relay,
             cluster: None,
             shutting_down: false,
         }
@@ -118,7 +122,8 @@ impl Registry {
             Arc::clone(&info.stats),
             ctx.address(),
         );
-        let make = move |_: &mut Context<Channel>| Channel::new(id, spec, stats, me);
+        let (owner, relay) = (self.remote_owner(&id), Arc::clone(&self.relay));
+        let make = move |_: &mut Context<Channel>| Channel::new(id, spec, stats, me, owner, relay);
         let addr = if self.arbiters.is_empty() {
             Channel::create(make)
         } else {
@@ -135,6 +140,11 @@ impl Registry {
         self.channels
             .insert(info.record.id.clone(), ChannelHandle { info, addr });
         metrics::CHANNELS.set(self.channels.len() as i64);
+    }
+
+    /// `None` if this node sequences the channel, else the owner's id.
+    fn remote_owner(&self, id: &str) -> Option<u64> {
+        owner_of(id, &self.members).filter(|o| *o != self.node_id)
     }
 
     fn remove(&mut self, id: &str, cause: CloseCause) {
@@ -196,7 +206,16 @@ impl Handler<Mirror> for Registry {
                     self.create(record, ctx);
                 }
             }
-            Mirror::Members(ids) => self.members = ids.into_iter().collect(),
+            Mirror::Members(members) => {
+                self.relay.set_members(&members);
+                let ids: BTreeSet<u64> = members.iter().map(|m| m.id).collect();
+                if ids != self.members {
+                    self.members = ids;
+                    for (id, handle) in &self.channels {
+                        handle.addr.do_send(SetOwner(self.remote_owner(id)));
+                    }
+                }
+            }
         }
     }
 }
@@ -253,7 +272,7 @@ impl Handler<ChannelIdle> for Registry {
             return;
         }
         // One node proposes the delete; the commit closes the clients on every node.
-        if timer_owner(&msg.id, &self.members) != Some(self.node_id) {
+        if owner_of(&msg.id, &self.members) != Some(self.node_id) {
             return;
         }
         if let Some(cluster) = &self.cluster {
@@ -276,12 +295,12 @@ mod tests {
         let mut counts = HashMap::new();
         for i in 0..300 {
             let id = format!("ch{i}");
-            let owner = timer_owner(&id, &members).unwrap();
-            assert_eq!(timer_owner(&id, &members), Some(owner));
+            let owner = owner_of(&id, &members).unwrap();
+            assert_eq!(owner_of(&id, &members), Some(owner));
             *counts.entry(owner).or_insert(0) += 1;
         }
         assert_eq!(counts.len(), 3, "{counts:?}");
         assert!(counts.values().all(|&c| c > 50), "{counts:?}");
-        assert_eq!(timer_owner("x", &BTreeSet::new()), None);
+        assert_eq!(owner_of("x", &BTreeSet::new()), None);
     }
 }

@@ -59,6 +59,11 @@ pub async fn connect(
         Ok(Ok(())) => {}
         Ok(Err(JoinRefused::LimitReached(n))) => return Err(ApiError::ClientLimitReached(n)),
         Ok(Err(JoinRefused::Closed)) | Err(_) => return Err(ApiError::ChannelNotFound(id)),
+        Ok(Err(JoinRefused::Unavailable)) => {
+            return Err(ApiError::ClusterUnavailable(
+                "the node that sequences this channel cannot be reached".into(),
+            ))
+        }
     }
     log::debug!("client {client} joined channel {id}");
 

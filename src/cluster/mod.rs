@@ -4,6 +4,7 @@
 
 pub mod membership;
 pub mod node;
+pub mod relay;
 pub mod state;
 pub mod storage;
 pub mod transport;

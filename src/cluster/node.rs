@@ -191,7 +191,7 @@ impl RaftNode {
         self.registry
             .do_send(Mirror::Install(state.channels.values().cloned().collect()));
         self.registry
-            .do_send(Mirror::Members(state.members.keys().copied().collect()));
+            .do_send(Mirror::Members(state.members.values().cloned().collect()));
         self.state = state;
         for (_, (_, tx)) in self.waiters.drain() {
             let _ = tx.send(Err(ProposeError::Dropped));
@@ -316,7 +316,7 @@ impl RaftNode {
                 self.registry
                     .do_send(Mirror::Install(state.channels.values().cloned().collect()));
                 self.registry
-                    .do_send(Mirror::Members(state.members.keys().copied().collect()));
+                    .do_send(Mirror::Members(state.members.values().cloned().collect()));
                 self.state = state;
                 self.started = true;
             }
@@ -429,7 +429,7 @@ impl RaftNode {
             }
         }
         self.registry.do_send(Mirror::Members(
-            self.state.members.keys().copied().collect(),
+            self.state.members.values().cloned().collect(),
         ));
         if let Some(tx) = waiter {
             let _ = tx.send(Ok(Applied::NotFound));

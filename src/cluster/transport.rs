@@ -290,17 +290,25 @@ pub fn serve(
     bind: &str,
     port: u16,
     node: Addr<RaftNode>,
+    registry: Addr<crate::actors::registry::Registry>,
     secret: Option<String>,
 ) -> std::io::Result<actix_web::dev::Server> {
+    let relay = web::Data::new(super::relay::RelayState {
+        registry,
+        secret: secret.clone(),
+    });
     let state = web::Data::new(PeerState { node, secret });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(relay.clone())
+            .route("/relay", web::post().to(super::relay::relay_in))
+            .route("/relay/join", web::post().to(super::relay::join_in))
             .app_data(web::JsonConfig::default().limit(64 << 10))
             .route("/raft", web::post().to(raft_in))
             .route("/join", web::post().to(join_in))
     })
-    .workers(1)
+    .workers(2)
     .tcp_nodelay(true)
     .disable_signals()
     .shutdown_timeout(1)

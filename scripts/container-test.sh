@@ -1,0 +1,426 @@
+#!/usr/bin/env bash
+# Container test: builds the image from ./Containerfile exactly as a user would
+# (`docker build -f Containerfile .`), runs it the way k8s/ does (non-root, read-only root
+# filesystem, no capabilities) and checks it end to end:
+#   /healthz, /readyz, /metrics, a channel created over REST, a WebSocket echo round trip,
+#   the user inside is not root, and `docker stop` (SIGTERM) closes an open WebSocket with
+#   1001 and exits 0 within the grace period.
+#
+# The base images the Containerfile names (rust:1-bookworm, debian:bookworm-slim) are used
+# from the local image store when present, pulled when a registry answers, and otherwise made
+# here from Debian's packages (debootstrap) plus this machine's Rust toolchain — for machines
+# that reach package mirrors but no container registry. They are kept as a cache.
+#
+# Environment:
+#   WRS_SKIP_CONTAINER=1   skip everything, print SKIPPED (CI must not set it)
+#   WRS_CONTAINER_IMAGE    tag of the image under test (default wrs:test)
+#   WRS_CONTAINER_BASE     auto (default: local image, else pull, else make) | local (never pull)
+#   WRS_CONTAINER_REBUILD_BASE=1   make the local base images again
+# Needs: root (debootstrap, chroot) only when a base image has to be made; docker; python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+say() { echo "container-test: $*"; }
+if [ "${WRS_SKIP_CONTAINER:-0}" = 1 ]; then
+    say "SKIPPED (WRS_SKIP_CONTAINER=1)"
+    exit 0
+fi
+
+IMAGE=${WRS_CONTAINER_IMAGE:-wrs:test}
+BASE_MODE=${WRS_CONTAINER_BASE:-auto}
+WORK=$ROOT/target/container-test
+VENV=$ROOT/target/ops-venv
+NAME=wrs-ct-$$
+START=$(date +%s)
+mkdir -p "$WORK"
+
+CHROOT=""            # a rootfs whose /proc is mounted, unmounted on exit
+CONTAINERS=()        # containers this run started, removed on exit
+CLIENT_PID=""
+
+cleanup() {
+    local rc=$?
+    if [ -n "$CLIENT_PID" ]; then kill "$CLIENT_PID" 2>/dev/null || true; fi
+    if [ -n "$CHROOT" ]; then umount "$CHROOT/proc" 2>/dev/null || true; fi
+    for c in "${CONTAINERS[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
+    return $rc
+}
+trap cleanup EXIT
+
+fail() {
+    say "FAIL: $*"
+    for c in "${CONTAINERS[@]}"; do
+        if docker inspect "$c" >/dev/null 2>&1; then
+            say "--- last log lines of container $c ---"
+            docker logs --tail 40 "$c" 2>&1 | sed 's/^/    /' || true
+        fi
+    done
+    say "FAIL after $(( $(date +%s) - START )) s"
+    exit 1
+}
+
+phase() { say "[$(( $(date +%s) - START )) s] $*"; }
+
+command -v docker >/dev/null || fail "docker is not installed (set WRS_SKIP_CONTAINER=1 to skip this test)"
+docker info >/dev/null 2>&1 || fail "the Docker daemon does not answer (set WRS_SKIP_CONTAINER=1 to skip)"
+command -v python3 >/dev/null || fail "python3 is needed for the WebSocket client"
+
+# ---------------------------------------------------------------------------------------------
+# 1. The base images the Containerfile names.
+# ---------------------------------------------------------------------------------------------
+# `FROM name [AS stage]` lines; names that are earlier stages are not images.
+mapfile -t BASES < <(awk '
+    toupper($1) == "FROM" {
+        i = 2; while ($i ~ /^--/) i++
+        name = $i; if (toupper($(i+1)) == "AS") stage[tolower($(i+2))] = 1
+        if (!(tolower(name) in stage) && !(name in seen)) { seen[name] = 1; print name }
+    }' Containerfile)
+[ "${#BASES[@]}" -gt 0 ] || fail "no FROM line in Containerfile"
+
+# The apt mirror this machine uses for a suite (deb822 *.sources or one-line *.list files).
+apt_mirror() {
+    local suite=$1 f
+    {
+        for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+            [ -f "$f" ] || continue
+            awk -v s="$suite" '$1 == "deb" {
+                i = 2
+                if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+                if ($(i+1) == s) { print $i; exit }
+            }' "$f"
+        done
+        for f in /etc/apt/sources.list.d/*.sources; do
+            [ -f "$f" ] || continue
+            awk -v s="$suite" 'BEGIN { RS = ""; FS = "\n" } {
+                uri = ""; ok = 0; deb = 1
+                for (i = 1; i <= NF; i++) {
+                    if ($i ~ /^URIs:/) { split($i, a, /[ \t]+/); uri = a[2] }
+                    if ($i ~ /^Suites:/) { n = split($i, b, /[ \t]+/); for (j = 2; j <= n; j++) if (b[j] == s) ok = 1 }
+                    if ($i ~ /^Types:/ && $i !~ /[ \t]deb([ \t]|$)/) deb = 0
+                }
+                if (ok && deb && uri != "") { print uri; exit }
+            }' "$f"
+        done
+    } | head -n 1 || true
+}
+
+ROOTFS=$WORK/rootfs         # debootstrap's minbase bookworm, shared by both bases
+make_rootfs() {
+    [ -f "$ROOTFS/.complete" ] && return 0
+    if ! command -v debootstrap >/dev/null; then
+        phase "installing debootstrap"
+        apt-get install -y -q debootstrap >"$WORK/apt.log" 2>&1 \
+            || { apt-get update -q >>"$WORK/apt.log" 2>&1 && apt-get install -y -q debootstrap >>"$WORK/apt.log" 2>&1; } \
+            || fail "cannot install debootstrap (see $WORK/apt.log)"
+    fi
+    MIRROR=$(apt_mirror bookworm); MIRROR=${MIRROR:-http://deb.debian.org/debian}
+    phase "debootstrap --variant=minbase --include=gpgv bookworm from $MIRROR"
+    rm -rf "$ROOTFS"
+    debootstrap --variant=minbase --include=gpgv bookworm "$ROOTFS" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
+        || fail "debootstrap failed (see $WORK/debootstrap.log)"
+    touch "$ROOTFS/.complete"
+}
+
+# The apt sources an image gets: the same mirrors as this machine, as in Debian's images.
+write_sources() {
+    local dir=$1 main security
+    main=$(apt_mirror bookworm); main=${main:-http://deb.debian.org/debian}
+    security=$(apt_mirror bookworm-security); security=${security:-http://deb.debian.org/debian-security}
+    rm -f "$dir/etc/apt/sources.list"
+    mkdir -p "$dir/etc/apt/sources.list.d"
+    cat >"$dir/etc/apt/sources.list.d/debian.sources" <<EOF
+Types: deb
+URIs: $main
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: $security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+}
+
+# What debian:*-slim leaves out: docs, man pages, locales, apt's caches. slim_config makes
+# dpkg and apt keep leaving them out; slim_clean removes what is there.
+slim_config() {
+    local dir=$1
+    mkdir -p "$dir/etc/dpkg/dpkg.cfg.d" "$dir/etc/apt/apt.conf.d"
+    cat >"$dir/etc/dpkg/dpkg.cfg.d/docker" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+path-exclude /usr/share/lintian/*
+EOF
+    cat >"$dir/etc/apt/apt.conf.d/docker-clean" <<'EOF'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+EOF
+    echo 'APT::Install-Recommends "false";' >"$dir/etc/apt/apt.conf.d/docker-no-recommends"
+}
+
+slim_clean() {
+    local dir=$1
+    # Never while something is mounted inside (a mounted /proc or /dev is the host's).
+    if mountpoint -q "$dir/proc" || mountpoint -q "$dir/dev"; then
+        fail "refusing to clean $dir: something is still mounted in it"
+    fi
+    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/cache/apt/*.bin "$dir"/var/lib/apt/lists/* \
+        "$dir"/usr/share/man/* "$dir"/usr/share/info/* "$dir"/var/log/*.log "$dir"/tmp/* \
+        "$dir/.complete"
+    find "$dir/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete 2>/dev/null || true
+    find "$dir/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} +
+    # The engine provides /dev, /proc, /sys, resolv.conf and the host name at run time.
+    find "$dir/dev" "$dir/proc" "$dir/sys" -mindepth 1 -delete 2>/dev/null || true
+    : >"$dir/etc/resolv.conf"
+    echo localhost >"$dir/etc/hostname"
+}
+
+import_rootfs() {   # DIR IMAGE [--change ...]
+    local dir=$1 image=$2; shift 2
+    tar --numeric-owner --xattrs -C "$dir" -c . | docker import "$@" - "$image" >/dev/null \
+        || fail "docker import $image failed"
+}
+
+make_runtime_base() {   # debian:bookworm-slim
+    local image=$1 dir=$WORK/runtime-rootfs
+    make_rootfs
+    phase "making $image from the debootstrap rootfs"
+    rm -rf "$dir"; cp -a "$ROOTFS" "$dir"
+    write_sources "$dir"
+    slim_config "$dir"
+    slim_clean "$dir"
+    import_rootfs "$dir" "$image" --change 'CMD ["bash"]' \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+    rm -rf "$dir"
+}
+
+make_build_base() {   # rust:1-bookworm: Debian + a C toolchain + OpenSSL headers + Rust
+    local image=$1 dir=$WORK/build-rootfs sysroot toolchain version
+    command -v rustc >/dev/null || fail "no Rust toolchain on this machine to put into $image"
+    sysroot=$(realpath "$(cd / && rustc --print sysroot)")
+    toolchain=$(basename "$sysroot")
+    version=$(cd / && rustc --version | awk '{print $2}')
+    make_rootfs
+    phase "making $image: gcc, libssl-dev, pkg-config and Rust $version ($toolchain)"
+    rm -rf "$dir"; cp -a "$ROOTFS" "$dir"
+    write_sources "$dir"
+    slim_config "$dir"
+    cp /etc/resolv.conf "$dir/etc/resolv.conf"
+    # Extra CAs this machine trusts (a TLS-inspecting egress proxy, say), so that cargo inside
+    # the build reaches crates.io as the host does. Only the build base gets them.
+    if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+        mkdir -p "$dir/usr/local/share/ca-certificates"
+        cp /usr/local/share/ca-certificates/*.crt "$dir/usr/local/share/ca-certificates/"
+    fi
+    mkdir -p "$dir/proc"; mount -t proc proc "$dir/proc"; CHROOT=$dir
+    # shellcheck disable=SC2016
+    chroot "$dir" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+        bash -c 'set -e; apt-get update -q; apt-get install -y -q -o Dpkg::Options::=--force-unsafe-io \
+            ca-certificates gcc libc6-dev make perl pkg-config libssl-dev; update-ca-certificates' \
+        >"$WORK/build-base-apt.log" 2>&1 || fail "apt-get in the build rootfs failed (see $WORK/build-base-apt.log)"
+    umount "$dir/proc"; CHROOT=""
+    # The host's toolchain, laid out as in the official rust image (RUSTUP_HOME, CARGO_HOME).
+    local dest=$dir/usr/local/rustup/toolchains/$toolchain
+    mkdir -p "$dest/bin" "$dir/usr/local/cargo/bin"
+    for tool in cargo rustc rustdoc; do
+        cp -a "$sysroot/bin/$tool" "$dest/bin/"
+        ln -sf "/usr/local/rustup/toolchains/$toolchain/bin/$tool" "$dir/usr/local/cargo/bin/$tool"
+    done
+    tar -C "$sysroot" --exclude='lib/rustlib/src' --exclude='lib/rustlib/rustc-src' -c lib | tar -C "$dest" -x
+    slim_clean "$dir"
+    import_rootfs "$dir" "$image" --change 'CMD ["bash"]' \
+        --change 'ENV RUSTUP_HOME=/usr/local/rustup' \
+        --change 'ENV CARGO_HOME=/usr/local/cargo' \
+        --change "ENV RUST_VERSION=$version" \
+        --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+    rm -rf "$dir"
+}
+
+ensure_base() {
+    local image=$1
+    if [ "${WRS_CONTAINER_REBUILD_BASE:-0}" != 1 ] && docker image inspect "$image" >/dev/null 2>&1; then
+        say "base image $image: present"
+        return 0
+    fi
+    if [ "$BASE_MODE" != local ] && [ "${WRS_CONTAINER_REBUILD_BASE:-0}" != 1 ] \
+        && timeout 300 docker pull -q "$image" >/dev/null 2>&1; then
+        say "base image $image: pulled"
+        return 0
+    fi
+    [ "$(id -u)" = 0 ] || fail "base image $image is missing and making it needs root (debootstrap)"
+    case "$image" in
+        debian:bookworm*) make_runtime_base "$image" ;;
+        rust:*bookworm*) make_build_base "$image" ;;
+        *) fail "base image $image is missing and this script only knows how to make debian:bookworm* and rust:*bookworm*" ;;
+    esac
+    say "base image $image: made here ($(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1/1e6}'))"
+}
+
+phase "base images: ${BASES[*]}"
+for base in "${BASES[@]}"; do ensure_base "$base"; done
+rm -rf "$ROOTFS"
+
+# ---------------------------------------------------------------------------------------------
+# 2. Build the Containerfile, unchanged.
+# ---------------------------------------------------------------------------------------------
+OLD_ID=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
+phase "docker build -f Containerfile -t $IMAGE . (log: $WORK/build.log)"
+if ! docker build -f Containerfile -t "$IMAGE" . >"$WORK/build.log" 2>&1; then
+    tail -n 40 "$WORK/build.log" | sed 's/^/    /'
+    fail "docker build failed"
+fi
+NEW_ID=$(docker image inspect -f '{{.Id}}' "$IMAGE")
+# A rebuilt image leaves the previous one untagged: remove it (and its own layers), no more.
+if [ -n "$OLD_ID" ] && [ "$OLD_ID" != "$NEW_ID" ]; then docker rmi "$OLD_ID" >/dev/null 2>&1 || true; fi
+SIZE=$(docker image inspect -f '{{.Size}}' "$IMAGE")
+say "image $IMAGE: $(awk -v s="$SIZE" 'BEGIN { printf "%.1f MB (%d bytes)", s/1e6, s }')"
+
+# ---------------------------------------------------------------------------------------------
+# 3. Run it as k8s/ does and check it.
+# ---------------------------------------------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import websocket' 2>/dev/null; then
+    phase "installing websocket-client into $VENV"
+    python3 -m venv "$VENV" >/dev/null || fail "python3 -m venv failed"
+    "$VENV/bin/pip" install -q --disable-pip-version-check 'websocket-client==1.9.*' >"$WORK/pip.log" 2>&1 \
+        || fail "pip install websocket-client failed (see $WORK/pip.log)"
+fi
+PY=$VENV/bin/python
+
+phase "starting $NAME (read-only root fs, no capabilities, API on a 127.0.0.1 port)"
+CONTAINERS+=("$NAME")
+docker run -d --name "$NAME" --read-only --cap-drop ALL --security-opt no-new-privileges \
+    -p 127.0.0.1::8080 -e WRS_SHUTDOWN_TIMEOUT=5000 "$IMAGE" >/dev/null \
+    || fail "docker run failed"
+PORT=$(docker port "$NAME" 8080/tcp | awk -F: 'NR == 1 { print $NF }')
+[ -n "$PORT" ] || fail "no published port for 8080"
+BASE=http://127.0.0.1:$PORT
+
+# The checks, in Python (urllib + websocket-client). Modes: "up" waits for /healthz; "api"
+# checks the endpoints and an echo round trip; "hold" keeps a WebSocket open and reports the
+# close code the server sends.
+cat >"$WORK/client.py" <<'EOF'
+import json, sys, time, urllib.request, urllib.error
+import websocket
+
+base, mode = sys.argv[1], sys.argv[2]
+
+def http(method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        sys.exit(1)
+
+def ws_url(created):
+    return "ws" + base[len("http"):] + created["connect"]
+
+if mode == "up":
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if http("GET", "/healthz")[0] == 200:
+                sys.exit(0)
+        except OSError:
+            pass
+        time.sleep(0.2)
+    sys.exit("server did not answer /healthz within 30 s")
+
+if mode == "api":
+    check(http("GET", "/healthz")[0] == 200, "GET /healthz -> 200")
+    check(http("GET", "/readyz")[0] == 200, "GET /readyz -> 200")
+    status, body = http("POST", "/channels", {"pattern": "echo"})
+    check(status == 201, f"POST /channels echo -> 201 (got {status})")
+    created = json.loads(body)
+    ws = websocket.create_connection(ws_url(created), timeout=5)
+    ws.send("hello from the container test")
+    check(ws.recv() == "hello from the container test", "WebSocket echo round trip (text)")
+    ws.send_binary(b"\x00\x01\x02")
+    check(ws.recv() == b"\x00\x01\x02", "WebSocket echo round trip (binary)")
+    ws.close()
+    status, body = http("GET", "/metrics")
+    names = sorted({l.split()[2] for l in body.splitlines() if l.startswith("# TYPE ")})
+    check(status == 200 and any(n.startswith("wrs_") for n in names),
+          f"GET /metrics -> 200 with {len(names)} metric families")
+    print("     metrics: " + " ".join(names))
+
+if mode == "hold":
+    status, body = http("POST", "/channels", {"pattern": "pub-sub"})
+    check(status == 201, "POST /channels pub-sub -> 201")
+    ws = websocket.create_connection(ws_url(json.loads(body)), timeout=30)
+    print("connected", flush=True)
+    try:
+        while True:
+            op, frame = ws.recv_data_frame(control_frame=True)
+            if op == websocket.ABNF.OPCODE_CLOSE:
+                code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
+                reason = frame.data[2:].decode(errors="replace")
+                print(f"close {code} {reason}", flush=True)
+                break
+    except websocket.WebSocketConnectionClosedException:
+        print("close none (connection dropped without a close frame)", flush=True)
+EOF
+
+"$PY" "$WORK/client.py" "$BASE" up || fail "the container did not become healthy"
+phase "container is up on $BASE"
+if ! "$PY" "$WORK/client.py" "$BASE" api | sed 's/^/    /'; then fail "API checks failed"; fi
+
+UID_IN=$(docker exec "$NAME" id -u) || fail "docker exec id -u failed"
+USER_CFG=$(docker inspect -f '{{.Config.User}}' "$NAME")
+[ "$UID_IN" != 0 ] || fail "the process runs as root"
+PID1_UID=$(docker exec "$NAME" awk '/^Uid:/ { print $2 }' /proc/1/status)
+[ "$PID1_UID" != 0 ] || fail "PID 1 runs as root"
+say "    ok   non-root: image user '$USER_CFG', id -u = $UID_IN, PID 1 uid = $PID1_UID"
+
+# The image's HEALTHCHECK command, run now rather than waiting for its interval.
+mapfile -d '' -t HC < <(docker inspect -f '{{json .Config.Healthcheck}}' "$NAME" | "$PY" -c '
+import json, sys
+hc = json.load(sys.stdin) or {}
+test = hc.get("Test") or []
+args = test[1:] if test[:1] == ["CMD"] else (["sh", "-c", test[1]] if test[:1] == ["CMD-SHELL"] else [])
+sys.stdout.write("".join(a + "\0" for a in args))')
+if [ "${#HC[@]}" -gt 0 ]; then
+    docker exec "$NAME" "${HC[@]}" || fail "the image's HEALTHCHECK command fails on a healthy server"
+    say "    ok   HEALTHCHECK command passes"
+fi
+
+# 4. SIGTERM with a client connected.
+"$PY" "$WORK/client.py" "$BASE" hold >"$WORK/hold.out" 2>&1 &
+CLIENT_PID=$!
+for _ in $(seq 1 100); do
+    grep -q '^connected' "$WORK/hold.out" 2>/dev/null && break
+    kill -0 "$CLIENT_PID" 2>/dev/null || break
+    sleep 0.1
+done
+grep -q '^connected' "$WORK/hold.out" || { cat "$WORK/hold.out"; fail "the holding WebSocket did not connect"; }
+phase "docker stop (SIGTERM, grace 15 s) with a WebSocket open"
+T0=$(date +%s%N)
+docker stop -t 15 "$NAME" >/dev/null || fail "docker stop failed"
+STOP_MS=$(( ($(date +%s%N) - T0) / 1000000 ))
+wait "$CLIENT_PID" || true
+CLIENT_PID=""
+EXIT_CODE=$(docker inspect -f '{{.State.ExitCode}}' "$NAME")
+OOM=$(docker inspect -f '{{.State.OOMKilled}}' "$NAME")
+CLOSE=$(awk '/^close / { print $2; exit }' "$WORK/hold.out")
+say "    stop took $STOP_MS ms, exit code $EXIT_CODE, client saw: $(grep '^close' "$WORK/hold.out" || echo nothing)"
+[ "$STOP_MS" -le 10000 ] || fail "docker stop took $STOP_MS ms (more than 10 s: SIGTERM not handled?)"
+[ "$EXIT_CODE" = 0 ] && [ "$OOM" = false ] || fail "exit code $EXIT_CODE after SIGTERM (expected 0)"
+[ "$CLOSE" = 1001 ] || fail "the open WebSocket got close code '${CLOSE:-none}' (expected 1001)"
+docker logs "$NAME" 2>&1 | grep -q "shutting down" || fail "no 'shutting down' line in the container log"
+
+say "PASS: image $IMAGE ($(awk -v s="$SIZE" 'BEGIN { printf "%.1f MB", s/1e6 }')) builds, runs non-root on a read-only root fs, serves, and stops cleanly on SIGTERM — $(( $(date +%s) - START )) s"

@@ -593,6 +593,11 @@ impl Handler<Step> for RaftNode {
             self.learned.insert(msg.from, msg.from_addr);
         }
         for m in msg.msgs {
+            // A restarted node reuses its address under a new id; traffic still addressed to
+            // its old id must not reach raft (it would claim commits this log never had).
+            if m.to != self.id {
+                continue;
+            }
             if let Err(e) = self.raw.step(m) {
                 log::debug!("raft: step failed: {e}");
             }

@@ -463,7 +463,7 @@ async fn delete_and_reset_close_clients_on_every_node_with_4000() {
     let c = Cluster::start(3, &[]).await;
     let ch = c.nodes[2].create(json!({"pattern": "pub-sub"})).await;
     visible(&c, &ch).await;
-    let mut clients = vec![
+    let mut clients = [
         c.nodes[0].connect(&ch.id, &ch.token).await,
         c.nodes[1].connect(&ch.id, &ch.token).await,
         c.nodes[1].connect(&ch.id, &ch.token).await,

@@ -256,6 +256,33 @@ async fn sigterm_makes_a_follower_leave_and_exit_0() {
     wait_channel_status(rest[1], &ch.id, 200).await;
 }
 
+// 5.1.4, the harder case: the leader itself leaves on SIGTERM.
+#[actix_rt::test]
+async fn sigterm_makes_the_leader_leave_and_the_rest_elect_a_new_one() {
+    let mut c = Cluster::start(3, &[]).await;
+    let kept = c.nodes[0].create(json!({"pattern": "echo"})).await;
+    let l = c.leader_index().await;
+    let gone = c.nodes[l].node_id().await;
+    c.nodes[l].sigterm();
+    let status = c.nodes[l]
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|| panic!("the leader did not exit within 15 s of SIGTERM"));
+    assert!(status.success(), "the leader exited with {status}");
+    let rest = c.others(&[l]);
+    let views = wait_one_cluster(&rest, FORM).await;
+    for v in &views {
+        assert!(
+            !view_ids(v).contains(&gone),
+            "the leaver {gone} is still listed: {v}"
+        );
+        assert_ne!(v["leader"].as_u64(), Some(gone));
+    }
+    wait_channel_list(rest[0], std::slice::from_ref(&kept.id), WAIT).await;
+    let ch = rest[1].create(json!({"pattern": "echo"})).await;
+    wait_channel_status(rest[0], &ch.id, 200).await;
+}
+
 // 5.2.1: replication both ways, delete everywhere, token only in the create response.
 #[actix_rt::test]
 async fn channels_replicate_across_all_nodes() {

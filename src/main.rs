@@ -51,10 +51,24 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         peer: format!("{}:{}", config.domain, config.node_port),
     };
     metrics::init_standalone();
-    let relay = cluster::relay::Relay::new(me.id, config.cluster_secret.clone());
-    let registry =
-        Registry::new(arbiters.iter().map(Arbiter::handle).collect(), me.id, relay).start();
-    let raft = RaftNode::new(me.clone(), registry.clone(), raft_settings(&config)).start();
+    // Raft ticks and peer links get threads of their own, so channel traffic cannot delay
+    // heartbeats (a late heartbeat costs a leader election).
+    let raft_arbiter = Arbiter::new();
+    let relay_arbiter = Arbiter::new();
+    let relay =
+        cluster::relay::Relay::new(me.id, config.cluster_secret.clone(), relay_arbiter.handle());
+    let registry = Registry::new(
+        arbiters.iter().map(Arbiter::handle).collect(),
+        me.id,
+        Arc::clone(&relay),
+    )
+    .start();
+    let raft = {
+        let (me, registry, settings) = (me.clone(), registry.clone(), raft_settings(&config));
+        RaftNode::start_in_arbiter(&raft_arbiter.handle(), move |_| {
+            RaftNode::new(me, registry, settings)
+        })
+    };
     registry.do_send(SetCluster(raft.clone()));
     if config.cluster_secret.is_none() {
         log::warn!(
@@ -82,6 +96,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         Arc::clone(&config),
         registry.clone(),
         raft.clone(),
+        relay,
         me.clone(),
     ));
     let shutting_down = Arc::clone(&state.shutting_down);
@@ -132,7 +147,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
     if tokio::time::timeout(timeout, server_task).await.is_err() {
         log::warn!("server did not stop within {timeout:?}; exiting anyway");
     }
-    for arbiter in arbiters {
+    for arbiter in arbiters.into_iter().chain([raft_arbiter, relay_arbiter]) {
         arbiter.stop();
     }
     log::info!("bye");

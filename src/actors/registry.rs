@@ -25,6 +25,8 @@ pub struct ChannelInfo {
 pub struct ChannelHandle {
     pub info: Arc<ChannelInfo>,
     pub addr: Addr<Channel>,
+    /// The node that sequences the channel (`None` = this node): it has the live numbers.
+    pub owner: Option<u64>,
 }
 
 /// Committed changes, sent by the Raft node in log order.
@@ -47,8 +49,9 @@ pub enum Mirror {
 #[rtype(result = "Option<ChannelHandle>")]
 pub struct Get(pub String);
 
+/// Every channel, with the node that sequences it (`None` = this node).
 #[derive(Message)]
-#[rtype(result = "Vec<Arc<ChannelInfo>>")]
+#[rtype(result = "Vec<(Arc<ChannelInfo>, Option<u64>)>")]
 pub struct List;
 
 /// Closes every channel's clients with `1001` and refuses new work.
@@ -137,8 +140,14 @@ impl Registry {
             info.record.spec.client_limit,
             info.record.spec.timeout
         );
-        self.channels
-            .insert(info.record.id.clone(), ChannelHandle { info, addr });
+        self.channels.insert(
+            info.record.id.clone(),
+            ChannelHandle {
+                info,
+                addr,
+                owner: None,
+            },
+        );
         metrics::CHANNELS.set(self.channels.len() as i64);
     }
 
@@ -227,20 +236,22 @@ impl Handler<Get> for Registry {
         if self.shutting_down {
             return None;
         }
-        self.channels.get(&msg.0).cloned()
+        let mut handle = self.channels.get(&msg.0).cloned()?;
+        handle.owner = self.remote_owner(&msg.0);
+        Some(handle)
     }
 }
 
 impl Handler<List> for Registry {
-    type Result = Vec<Arc<ChannelInfo>>;
+    type Result = Vec<(Arc<ChannelInfo>, Option<u64>)>;
 
     fn handle(&mut self, _: List, _: &mut Context<Self>) -> Self::Result {
         let mut all: Vec<_> = self
             .channels
             .values()
-            .map(|h| Arc::clone(&h.info))
+            .map(|h| (Arc::clone(&h.info), self.remote_owner(&h.info.record.id)))
             .collect();
-        all.sort_by(|a, b| {
+        all.sort_by(|(a, _), (b, _)| {
             (a.record.created_at_ms, &a.record.id).cmp(&(b.record.created_at_ms, &b.record.id))
         });
         all

@@ -2,6 +2,7 @@
 //! GET forms of create and delete. Each handler only translates HTTP to a registry message.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -10,26 +11,66 @@ use super::{body, spec, AppState};
 use crate::actors::channel::{ChannelSpec, ChannelStats};
 use crate::actors::registry::{ChannelInfo, Get, List};
 use crate::cluster::node::{Propose, ProposeError};
+use crate::cluster::relay::Live;
 use crate::cluster::state::{Applied, ChannelRecord, Command, DeleteCause};
 use crate::error::ApiError;
 use crate::token;
 
-/// The public view of a channel; never contains the token.
-pub fn channel_json(info: &ChannelInfo) -> Value {
-    record_json(&info.record, &info.stats)
+fn local_live(stats: &ChannelStats) -> Live {
+    Live {
+        clients: stats.clients.load(std::sync::atomic::Ordering::Relaxed),
+        idle_ms: stats.idle_ms(),
+    }
 }
 
-fn record_json(record: &ChannelRecord, stats: &ChannelStats) -> Value {
+/// The public view of a channel; never contains the token.
+fn record_json(record: &ChannelRecord, live: Live) -> Value {
+    let timeout = record.spec.timeout;
+    let countdown = if timeout < 0 {
+        -1
+    } else {
+        (timeout as u64).saturating_sub(live.idle_ms) as i64
+    };
     json!({
         "id": record.id,
         "pattern": record.spec.pattern.as_str(),
         "clientLimit": record.spec.client_limit,
-        "timeout": record.spec.timeout,
-        "countdown": stats.countdown(record.spec.timeout),
-        "clients": stats.clients.load(std::sync::atomic::Ordering::Relaxed),
+        "timeout": timeout,
+        "countdown": countdown,
+        "clients": live.clients,
         "includeSender": record.spec.include_sender,
         "createdAt": record.created_at_ms,
     })
+}
+
+/// Views of channels, with live numbers from each channel's owner node (one request per
+/// owner); a channel whose owner does not answer shows this node's numbers.
+async fn views(state: &AppState, channels: Vec<(Arc<ChannelInfo>, Option<u64>)>) -> Vec<Value> {
+    let mut by_owner: HashMap<u64, Vec<String>> = HashMap::new();
+    for (info, owner) in &channels {
+        if let Some(owner) = owner {
+            by_owner
+                .entry(*owner)
+                .or_default()
+                .push(info.record.id.clone());
+        }
+    }
+    let mut remote: HashMap<String, Live> = HashMap::new();
+    for (owner, ids) in by_owner {
+        if let Some(live) = state.relay.live(owner, &ids).await {
+            remote.extend(live);
+        }
+    }
+    channels
+        .iter()
+        .map(|(info, _)| {
+            let live = remote
+                .get(&info.record.id)
+                .copied()
+                .unwrap_or_else(|| local_live(&info.stats));
+            record_json(&info.record, live)
+        })
+        .collect()
 }
 
 fn mailbox(e: actix::MailboxError) -> ApiError {
@@ -76,7 +117,7 @@ async fn create_channel(state: &AppState, spec: ChannelSpec) -> Result<HttpRespo
                         "message": format!("Channel {id} created"),
                         "token": token,
                         "connect": format!("/channels/{id}/connect?token={token}"),
-                        "data": record_json(&record, &ChannelStats::new()),
+                        "data": record_json(&record, Live { clients: 0, idle_ms: 0 }),
                     })));
             }
             Applied::ChannelLimitReached(n) => return Err(ApiError::ChannelLimitReached(n)),
@@ -112,7 +153,7 @@ pub async fn create_from_query(
 
 pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let all = state.registry.send(List).await.map_err(mailbox)?;
-    let data: Vec<Value> = all.iter().map(|c| channel_json(c)).collect();
+    let data = views(&state, all).await;
     Ok(HttpResponse::Ok().json(json!({ "data": data })))
 }
 
@@ -124,7 +165,10 @@ pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
         .await
         .map_err(mailbox)?
     {
-        Some(handle) => Ok(HttpResponse::Ok().json(json!({ "data": channel_json(&handle.info) }))),
+        Some(handle) => {
+            let view = views(&state, vec![(handle.info, handle.owner)]).await;
+            Ok(HttpResponse::Ok().json(json!({ "data": view.into_iter().next() })))
+        }
         None => Err(ApiError::ChannelNotFound(id)),
     }
 }

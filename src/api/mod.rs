@@ -21,6 +21,7 @@ use openssl::ssl::{SslAcceptor, SslAcceptorBuilder, SslFiletype, SslMethod};
 use crate::actors::registry::Registry;
 use crate::actors::session::SessionLimits;
 use crate::cluster::node::RaftNode;
+use crate::cluster::relay::Relay;
 use crate::cluster::state::Member;
 use crate::config::{Config, Tls};
 use crate::error::ApiError;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub registry: Addr<Registry>,
     pub cluster: Addr<RaftNode>,
+    pub relay: Arc<Relay>,
     pub me: Member,
     pub auth: Option<auth::AuthPolicy>,
     pub session_limits: SessionLimits,
@@ -40,6 +42,7 @@ impl AppState {
         config: Arc<Config>,
         registry: Addr<Registry>,
         cluster: Addr<RaftNode>,
+        relay: Arc<Relay>,
         me: Member,
     ) -> AppState {
         AppState {
@@ -55,6 +58,7 @@ impl AppState {
             config,
             registry,
             cluster,
+            relay,
             me,
             shutting_down: Arc::new(AtomicBool::new(false)),
         }

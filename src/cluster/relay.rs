@@ -21,7 +21,7 @@ use super::transport::SECRET_HEADER;
 use crate::actors::channel::{
     ClientId, Data, DeliverLocal, JoinRefused, JoinRemote, Leave, Publish,
 };
-use crate::actors::registry::{Get, Registry};
+use crate::actors::registry::{Get, List, Registry};
 use crate::token;
 
 /// Records waiting for one peer beyond this are dropped (and counted) rather than queued.
@@ -161,6 +161,13 @@ impl Record {
     }
 }
 
+/// A channel's live numbers, as its owner sees them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Live {
+    pub clients: u64,
+    pub idle_ms: u64,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct JoinRequest {
     pub channel: String,
@@ -172,15 +179,18 @@ pub struct JoinRequest {
 pub struct Relay {
     pub me: u64,
     secret: Option<String>,
+    /// The thread that runs the links.
+    arbiter: actix::ArbiterHandle,
     peers: RwLock<HashMap<u64, String>>,
     links: Mutex<HashMap<u64, mpsc::Sender<Bytes>>>,
 }
 
 impl Relay {
-    pub fn new(me: u64, secret: Option<String>) -> Arc<Relay> {
+    pub fn new(me: u64, secret: Option<String>, arbiter: actix::ArbiterHandle) -> Arc<Relay> {
         Arc::new(Relay {
             me,
             secret,
+            arbiter,
             peers: RwLock::default(),
             links: Mutex::default(),
         })
@@ -231,9 +241,7 @@ impl Relay {
         links.insert(node, tx);
         let secret = self.secret.clone();
         let me = self.me;
-        actix_rt::System::current()
-            .arbiter()
-            .spawn(run_link(me, node, addr, secret, rx));
+        self.arbiter.spawn(run_link(me, node, addr, secret, rx));
         true
     }
 
@@ -265,6 +273,25 @@ impl Relay {
             StatusCode::NOT_FOUND => Err(JoinRefused::Closed),
             _ => Err(JoinRefused::Unavailable),
         }
+    }
+}
+
+impl Relay {
+    /// Asks the owner `node` for the live numbers of `ids` (one request for many channels).
+    pub async fn live(&self, node: u64, ids: &[String]) -> Option<HashMap<String, Live>> {
+        let addr = self.peer(node)?;
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .finish();
+        let mut req = client.post(format!("http://{addr}/relay/live"));
+        if let Some(s) = &self.secret {
+            req = req.insert_header((SECRET_HEADER, s.as_str()));
+        }
+        let mut res = req.send_json(&ids).await.ok()?;
+        if !res.status().is_success() {
+            return None;
+        }
+        res.json().limit(64 << 20).await.ok()
     }
 }
 
@@ -391,6 +418,35 @@ async fn dispatch(
         Record::Leave { client, .. } => addr.do_send(Leave { id: client }),
         Record::Deliver { to, frame, .. } => addr.do_send(DeliverLocal { to, frame }),
     }
+}
+
+/// `POST /relay/live`: the live numbers of the listed channels that this node sequences.
+pub async fn live_in(
+    req: HttpRequest,
+    body: web::Json<Vec<String>>,
+    state: web::Data<RelayState>,
+) -> HttpResponse {
+    if !authorized(&req, &state.secret) {
+        return HttpResponse::Unauthorized()
+            .json(json!({ "message": "wrong cluster secret", "error": "unauthorized" }));
+    }
+    let wanted: std::collections::HashSet<String> = body.into_inner().into_iter().collect();
+    let all = state.registry.send(List).await.unwrap_or_default();
+    let live: HashMap<String, Live> = all
+        .into_iter()
+        .filter(|(info, owner)| owner.is_none() && wanted.contains(&info.record.id))
+        .map(|(info, _)| {
+            let live = Live {
+                clients: info
+                    .stats
+                    .clients
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                idle_ms: info.stats.idle_ms(),
+            };
+            (info.record.id.clone(), live)
+        })
+        .collect();
+    HttpResponse::Ok().json(live)
 }
 
 /// `POST /relay/join`: a proxy node asks this (owner) node to admit one of its clients.

@@ -228,6 +228,51 @@ if [ -n "$perf" ]; then
   fi
 fi
 
+# ---- the same plans against a 3-node cluster on this machine (full and quick runs; skipped
+# with a note when the build has no clustering or the nodes do not form one cluster)
+cluster_nodes() {
+  # number of nodes that GET /cluster on port $1 lists, with a leader elected
+  local body
+  body=$( (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET /cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3 && timeout 2 cat <&3) 2>/dev/null || true)
+  case "$body" in *'"leader":null'*|*'"leader": null'*) echo 0; return ;; esac
+  echo "$body" | grep -o '"role"' | wc -l
+}
+if [ "$mode" != smoke ] && [ -z "${BENCH_NO_CLUSTER:-}" ]; then
+  kill "$wpid" "$bpid" 2>/dev/null || true
+  wait "$wpid" "$bpid" 2>/dev/null || true
+  cports=(); curls=()
+  for i in 0 1 2; do cports+=("$(pick_port $((wport + 10 + 2 * i)))"); done
+  join="127.0.0.1:${cports[0]},127.0.0.1:${cports[1]},127.0.0.1:${cports[2]}"
+  for i in 0 1 2; do
+    p=${cports[$i]}
+    WRS_BIND=127.0.0.1 WRS_API_PORT=$p WRS_NODE_PORT=$((p + 1000)) WRS_DOMAIN=127.0.0.1 \
+      WRS_PUBLIC_API_PORT=$p WRS_JOIN=$join WRS_CLUSTER_SECRET=bench \
+      "$bin/wrs" > "$work/wrs-node$i.log" 2>&1 &
+    pids+=("$!")
+    echo "WRS_BIND=127.0.0.1 WRS_API_PORT=$p WRS_NODE_PORT=$((p + 1000)) WRS_DOMAIN=127.0.0.1 WRS_PUBLIC_API_PORT=$p WRS_JOIN=$join WRS_CLUSTER_SECRET=bench $bin/wrs &" >> "$commands"
+    curls+=(--url "http://127.0.0.1:$p")
+  done
+  formed=
+  for _ in $(seq 1 60); do
+    sleep 0.5
+    if [ "$(cluster_nodes "${cports[0]}")" = 3 ] && [ "$(cluster_nodes "${cports[2]}")" = 3 ]; then formed=1; break; fi
+  done
+  if [ -n "$formed" ]; then
+    say "3-node cluster formed on ports ${cports[*]}"
+    for _ in $(seq 1 "$runs"); do
+      cmd=("$bin/wrs-bench" "${curls[@]}" --label wrs --duration "$duration" --warmup "$warmup" --json "$results" --no-header cluster --plan all)
+      echo "${cmd[*]}" >> "$commands"
+      rc=0
+      timeout 300 "${cmd[@]}" > "$work/last.out" 2>&1 || rc=$?
+      cat "$work/last.out" >> "$log"; cat "$work/last.out" >&2
+      [ "$rc" = 0 ] || { say "FAILED (exit $rc): 3-node cluster plans"; failures=$((failures + 1)); }
+    done
+  else
+    say "note: the 3 nodes did not form one cluster within 30 s; 3-node plans skipped"
+    echo "# 3-node cluster did not form within 30 s; its plans were skipped" >> "$commands"
+  fi
+fi
+
 cleanup; trap - EXIT
 echo "$bin/wrs-bench report --results $results --meta $work --out $out --plots $(dirname "$out")/bench" >> "$commands"
 

@@ -53,8 +53,8 @@ impl ChannelStats {
         }
     }
 
-    fn touch(&self) {
-        let ms = self.born.elapsed().as_millis() as u64;
+    fn touch(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.born).as_millis() as u64;
         self.last_activity.store(ms, Ordering::Relaxed);
     }
 
@@ -158,6 +158,10 @@ pub struct Channel {
     relay: Arc<Relay>,
     /// Remote recipients of the message being routed, grouped by node.
     remote_batch: HashMap<u64, Vec<ClientId>>,
+    /// The clock reading of the message being routed (one per message).
+    now: Instant,
+    /// Local deliveries of the message being routed, added to the counter once.
+    delivered: u64,
     stats: Arc<ChannelStats>,
     registry: Addr<Registry>,
     counters: PatternCounters,
@@ -188,6 +192,8 @@ impl Channel {
             owner,
             relay,
             remote_batch: HashMap::new(),
+            now: Instant::now(),
+            delivered: 0,
             counters: PatternCounters::new(spec.pattern.as_str()),
             spec,
             stats,
@@ -244,7 +250,7 @@ impl Channel {
     }
 
     fn add(&mut self, id: ClientId, sink: Sink) {
-        self.stats.touch();
+        self.stats.touch(Instant::now());
         if self.owner.is_none() {
             self.queue.join(id.clone());
         }
@@ -285,9 +291,9 @@ impl Channel {
             }
             Some(Sink::Local(outbox)) => Arc::clone(outbox),
         };
-        match outbox.push(frame.clone()) {
+        match outbox.push_at(frame.clone(), self.now) {
             Ok(backlog) => {
-                self.counters.messages_out.inc();
+                self.delivered += 1;
                 if backlog == Backlog::Busy && self.busy.is_none() {
                     self.busy = Some(outbox);
                 }
@@ -306,8 +312,12 @@ impl Channel {
         }
     }
 
-    /// Sends the frame once to each node that has recipients of it.
+    /// Sends the frame once to each node that has recipients of it, and counts deliveries.
     fn flush_remote(&mut self, frame: &Bytes) {
+        if self.delivered > 0 {
+            self.counters.messages_out.inc_by(self.delivered);
+            self.delivered = 0;
+        }
         for (node, to) in self.remote_batch.drain() {
             self.counters.messages_out.inc_by(to.len() as u64);
             let record = Record::Deliver {
@@ -327,15 +337,41 @@ impl Channel {
             Targets::One(to) => self.deliver(&to, &frame),
             Targets::Others | Targets::Everyone => {
                 let skip_sender = matches!(targets, Targets::Others);
-                // Collect first: a slow consumer is removed while we iterate.
-                let ids: Vec<ClientId> = self
-                    .queue
-                    .iter()
-                    .filter(|c| !(skip_sender && *c == from))
-                    .cloned()
-                    .collect();
-                for to in &ids {
-                    self.deliver(to, &frame);
+                // Walk the clients directly (no per-recipient lookup or id copies); remove
+                // the ones that turned out slow or gone afterwards.
+                let mut gone: Vec<ClientId> = Vec::new();
+                for (id, sink) in &self.clients {
+                    if skip_sender && (Arc::ptr_eq(id, from) || id == from) {
+                        continue;
+                    }
+                    match sink {
+                        Sink::Remote(node) => {
+                            self.remote_batch.entry(*node).or_default().push(id.clone())
+                        }
+                        Sink::Local(outbox) => match outbox.push_at(frame.clone(), self.now) {
+                            Ok(backlog) => {
+                                self.delivered += 1;
+                                if backlog == Backlog::Busy && self.busy.is_none() {
+                                    self.busy = Some(Arc::clone(outbox));
+                                }
+                            }
+                            Err(err) => {
+                                if err == PushError::Full {
+                                    log::info!(
+                                        "channel {}: client {id} is a slow consumer",
+                                        self.id
+                                    );
+                                    outbox.close(CloseCause::SlowConsumer);
+                                    metrics::SLOW_CONSUMERS.inc();
+                                }
+                                self.counters.dropped.inc();
+                                gone.push(id.clone());
+                            }
+                        },
+                    }
+                }
+                for id in &gone {
+                    self.remove(id);
                 }
             }
             Targets::UnknownOrigin => return self.reply_error(from, EnvelopeError::UnknownOrigin),
@@ -490,7 +526,8 @@ impl Handler<Publish> for Channel {
         let Some(sink) = self.clients.get(&msg.from) else {
             return; // already removed (slow consumer, closing)
         };
-        self.stats.touch();
+        self.now = Instant::now();
+        self.stats.touch(self.now);
         match (self.owner, sink) {
             (Some(owner), _) => {
                 // A proxy: the owner sequences. Its clients' activity reaches the owner's timer.
@@ -515,12 +552,15 @@ impl Handler<DeliverLocal> for Channel {
     type Result = ();
 
     fn handle(&mut self, msg: DeliverLocal, ctx: &mut Context<Self>) {
+        self.now = Instant::now();
         for to in &msg.to {
             if let Some(Sink::Local(_)) = self.clients.get(to) {
                 self.deliver(to, &msg.frame);
             }
         }
         self.remote_batch.clear();
+        self.counters.messages_out.inc_by(self.delivered);
+        self.delivered = 0;
         self.pace(ctx);
     }
 }

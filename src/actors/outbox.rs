@@ -100,6 +100,11 @@ impl Outbox {
 
     /// Queues one encoded frame; wakes the writer only if the queue was empty.
     pub fn push(&self, frame: Bytes) -> Result<Backlog, PushError> {
+        self.push_at(frame, Instant::now())
+    }
+
+    /// `push` with the caller's clock reading (one per message, not one per recipient).
+    pub fn push_at(&self, frame: Bytes, now: Instant) -> Result<Backlog, PushError> {
         let mut inner = self.lock();
         if inner.close.is_some() {
             return Err(PushError::Closed);
@@ -110,11 +115,11 @@ impl Outbox {
         inner.queue.push_back(frame);
         let len = inner.queue.len();
         let backlog = if len == 1 {
-            inner.pending_since = Some(Instant::now());
+            inner.pending_since = Some(now);
             Backlog::Fine
         } else if inner
             .pending_since
-            .is_some_and(|t| t.elapsed() >= STALLED_AFTER)
+            .is_some_and(|t| now.saturating_duration_since(t) >= STALLED_AFTER)
         {
             Backlog::Stalled
         } else {

@@ -17,12 +17,11 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::state::Member;
-use super::transport::SECRET_HEADER;
+use super::transport::{check_secret, SECRET_HEADER};
 use crate::actors::channel::{
     ClientId, Data, DeliverLocal, JoinRefused, JoinRemote, Leave, Publish,
 };
 use crate::actors::registry::{Get, List, Registry};
-use crate::token;
 
 /// Records waiting for one peer beyond this are dropped (and counted) rather than queued.
 const LINK_CAPACITY: usize = 1 << 16;
@@ -345,26 +344,14 @@ pub struct RelayState {
     pub secret: Option<String>,
 }
 
-fn authorized(req: &HttpRequest, secret: &Option<String>) -> bool {
-    match secret {
-        None => true,
-        Some(secret) => req
-            .headers()
-            .get(SECRET_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| token::matches(v, secret)),
-    }
-}
-
 /// `POST /relay`: reads records from a peer for as long as it streams them.
 pub async fn relay_in(
     req: HttpRequest,
     mut payload: web::Payload,
     state: web::Data<RelayState>,
 ) -> HttpResponse {
-    if !authorized(&req, &state.secret) {
-        return HttpResponse::Unauthorized()
-            .json(json!({ "message": "wrong cluster secret", "error": "unauthorized" }));
+    if let Err(res) = check_secret(&req, &state.secret) {
+        return res;
     }
     let mut buf = BytesMut::new();
     let mut channels: HashMap<String, Addr<crate::actors::channel::Channel>> = HashMap::new();
@@ -426,9 +413,8 @@ pub async fn live_in(
     body: web::Json<Vec<String>>,
     state: web::Data<RelayState>,
 ) -> HttpResponse {
-    if !authorized(&req, &state.secret) {
-        return HttpResponse::Unauthorized()
-            .json(json!({ "message": "wrong cluster secret", "error": "unauthorized" }));
+    if let Err(res) = check_secret(&req, &state.secret) {
+        return res;
     }
     let wanted: std::collections::HashSet<String> = body.into_inner().into_iter().collect();
     let all = state.registry.send(List).await.unwrap_or_default();
@@ -455,9 +441,8 @@ pub async fn join_in(
     body: web::Json<JoinRequest>,
     state: web::Data<RelayState>,
 ) -> HttpResponse {
-    if !authorized(&req, &state.secret) {
-        return HttpResponse::Unauthorized()
-            .json(json!({ "message": "wrong cluster secret", "error": "unauthorized" }));
+    if let Err(res) = check_secret(&req, &state.secret) {
+        return res;
     }
     let body = body.into_inner();
     let Ok(Some(handle)) = state.registry.send(Get(body.channel.clone())).await else {

@@ -198,14 +198,24 @@ struct PeerState {
     secret: Option<String>,
 }
 
-fn authorized(req: &HttpRequest, state: &PeerState) -> bool {
-    match &state.secret {
+/// The cluster-secret check every peer route runs first: `Err` holds the 401 to answer.
+pub fn check_secret(req: &HttpRequest, secret: &Option<String>) -> Result<(), HttpResponse> {
+    let ok = match secret {
         None => true,
         Some(secret) => req
             .headers()
             .get(SECRET_HEADER)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| token::matches(v, secret)),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(peer_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "wrong cluster secret".into(),
+        ))
     }
 }
 
@@ -220,12 +230,8 @@ async fn raft_in(
 ) -> HttpResponse {
     // Authenticate before reading, and read (bounded) before decoding: protobuf 2 is not
     // hardened against hostile input (RUSTSEC-2024-0437).
-    if !authorized(&req, &state) {
-        return peer_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "wrong cluster secret".into(),
-        );
+    if let Err(res) = check_secret(&req, &state.secret) {
+        return res;
     }
     let body = match crate::api::body::read(&req, &mut payload, MAX_PEER_BODY).await {
         Ok(b) => b,
@@ -259,12 +265,8 @@ async fn join_in(
     body: web::Json<Member>,
     state: web::Data<PeerState>,
 ) -> HttpResponse {
-    if !authorized(&req, &state) {
-        return peer_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "wrong cluster secret".into(),
-        );
+    if let Err(res) = check_secret(&req, &state.secret) {
+        return res;
     }
     match state.node.send(AddMember(body.into_inner())).await {
         Ok(Ok(())) => HttpResponse::Ok().json(json!({ "message": "joined" })),

@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::state::Member;
-use super::transport::{check_secret, SECRET_HEADER};
+use super::transport::{wrong_secret, SECRET_HEADER};
 use crate::actors::channel::{
     ClientId, Data, DeliverLocal, JoinRefused, JoinRemote, Leave, Publish,
 };
@@ -350,7 +350,7 @@ pub async fn relay_in(
     mut payload: web::Payload,
     state: web::Data<RelayState>,
 ) -> HttpResponse {
-    if let Err(res) = check_secret(&req, &state.secret) {
+    if let Some(res) = wrong_secret(&req, &state.secret) {
         return res;
     }
     let mut buf = BytesMut::new();
@@ -413,7 +413,7 @@ pub async fn live_in(
     body: web::Json<Vec<String>>,
     state: web::Data<RelayState>,
 ) -> HttpResponse {
-    if let Err(res) = check_secret(&req, &state.secret) {
+    if let Some(res) = wrong_secret(&req, &state.secret) {
         return res;
     }
     let wanted: std::collections::HashSet<String> = body.into_inner().into_iter().collect();
@@ -441,7 +441,7 @@ pub async fn join_in(
     body: web::Json<JoinRequest>,
     state: web::Data<RelayState>,
 ) -> HttpResponse {
-    if let Err(res) = check_secret(&req, &state.secret) {
+    if let Some(res) = wrong_secret(&req, &state.secret) {
         return res;
     }
     let body = body.into_inner();

@@ -198,8 +198,8 @@ struct PeerState {
     secret: Option<String>,
 }
 
-/// The cluster-secret check every peer route runs first: `Err` holds the 401 to answer.
-pub fn check_secret(req: &HttpRequest, secret: &Option<String>) -> Result<(), HttpResponse> {
+/// The cluster-secret check every peer route runs first: `Some` is the 401 to answer.
+pub fn wrong_secret(req: &HttpRequest, secret: &Option<String>) -> Option<HttpResponse> {
     let ok = match secret {
         None => true,
         Some(secret) => req
@@ -208,15 +208,13 @@ pub fn check_secret(req: &HttpRequest, secret: &Option<String>) -> Result<(), Ht
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| token::matches(v, secret)),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(peer_error(
+    (!ok).then(|| {
+        peer_error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "wrong cluster secret".into(),
-        ))
-    }
+        )
+    })
 }
 
 fn peer_error(status: StatusCode, error: &str, message: String) -> HttpResponse {
@@ -230,7 +228,7 @@ async fn raft_in(
 ) -> HttpResponse {
     // Authenticate before reading, and read (bounded) before decoding: protobuf 2 is not
     // hardened against hostile input (RUSTSEC-2024-0437).
-    if let Err(res) = check_secret(&req, &state.secret) {
+    if let Some(res) = wrong_secret(&req, &state.secret) {
         return res;
     }
     let body = match crate::api::body::read(&req, &mut payload, MAX_PEER_BODY).await {
@@ -265,7 +263,7 @@ async fn join_in(
     body: web::Json<Member>,
     state: web::Data<PeerState>,
 ) -> HttpResponse {
-    if let Err(res) = check_secret(&req, &state.secret) {
+    if let Some(res) = wrong_secret(&req, &state.secret) {
         return res;
     }
     match state.node.send(AddMember(body.into_inner())).await {

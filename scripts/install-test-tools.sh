@@ -2,6 +2,7 @@
 # Installs the external peers the test suite drives (idempotent: each step is skipped when
 # its result already exists):
 #   - chromium + chromium-driver (Debian packages) for tests/external/browser_client.py
+#   - iproute2, iptables, curl (Debian packages) for tests/external/partition.sh
 #   - a Python 3 venv with selenium           -> target/test-tools/selenium
 #   - the Autobahn|Testsuite fuzzing client  -> target/test-tools/ab-py27 (Python 2.7 virtualenv)
 #     or, when no Python 2.7 exists, kosoku  -> target/test-tools/kosoku (Python 3, same cases)
@@ -17,14 +18,16 @@ if [ "$(id -u)" != 0 ]; then
   if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 fi
 
-# --- chromium + chromedriver -------------------------------------------------------------
-if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
-  log "chromium and chromedriver already installed"
+# --- chromium + chromedriver, iproute2 + iptables + curl -----------------------------------
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] \
+    && command -v ip >/dev/null 2>&1 && command -v iptables >/dev/null 2>&1 \
+    && command -v curl >/dev/null 2>&1; then
+  log "chromium, chromedriver, ip, iptables and curl already installed"
 else
-  log "installing chromium and chromium-driver"
+  log "installing chromium, chromium-driver, iproute2, iptables and curl"
   apt_log="$TOOLS/apt.log"
   if ! { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq \
-      -o Dpkg::Use-Pty=0 chromium chromium-driver; } > "$apt_log" 2>&1; then
+      -o Dpkg::Use-Pty=0 chromium chromium-driver iproute2 iptables curl; } > "$apt_log" 2>&1; then
     echo "apt-get failed; last lines of $apt_log:"; tail -30 "$apt_log"; exit 1
   fi
 fi

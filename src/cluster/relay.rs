@@ -279,8 +279,10 @@ impl Relay {
     /// Asks the owner `node` for the live numbers of `ids` (one request for many channels).
     pub async fn live(&self, node: u64, ids: &[String]) -> Option<HashMap<String, Live>> {
         let addr = self.peer(node)?;
+        // Short: a listing must not wait long for an unreachable owner (it falls back to this
+        // node's own numbers).
         let client = awc::Client::builder()
-            .timeout(Duration::from_secs(2))
+            .timeout(Duration::from_millis(500))
             .finish();
         let mut req = client.post(format!("http://{addr}/relay/live"));
         if let Some(s) = &self.secret {

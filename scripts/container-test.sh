@@ -5,6 +5,10 @@
 #   /healthz, /readyz, /metrics, a channel created over REST, a WebSocket echo round trip,
 #   the user inside is not root, and `docker stop` (SIGTERM) closes an open WebSocket with
 #   1001 and exits 0 within the grace period.
+# Then a three-node cluster laid out as k8s/ does (stable names, WRS_JOIN listing them,
+# WRS_DOMAIN = own name, a shared WRS_CLUSTER_SECRET) on an --internal network: it forms one
+# cluster, a channel made on one node is seen and relayed on the others, and the leader's
+# `docker stop` leaves the cluster cleanly (exit 0, its clients closed with 1001, two nodes left).
 #
 # The base images the Containerfile names (rust:1-bookworm, debian:bookworm-slim) are used
 # from the local image store when present, pulled when a registry answers, and otherwise made
@@ -37,6 +41,7 @@ mkdir -p "$WORK"
 
 CHROOT=""            # a rootfs whose /proc is mounted, unmounted on exit
 CONTAINERS=()        # containers this run started, removed on exit
+NETWORKS=()          # networks this run made, removed on exit
 CLIENT_PID=""
 
 cleanup() {
@@ -44,6 +49,7 @@ cleanup() {
     if [ -n "$CLIENT_PID" ]; then kill "$CLIENT_PID" 2>/dev/null || true; fi
     if [ -n "$CHROOT" ]; then umount "$CHROOT/proc" 2>/dev/null || true; fi
     for c in "${CONTAINERS[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
+    for n in "${NETWORKS[@]}"; do docker network rm "$n" >/dev/null 2>&1 || true; done
     return $rc
 }
 trap cleanup EXIT
@@ -61,6 +67,18 @@ fail() {
 }
 
 phase() { say "[$(( $(date +%s) - START )) s] $*"; }
+
+# Whether a container's log has a line matching a pattern. The engine may still be copying the
+# last lines when `docker stop` returns, so look a few times.
+log_has() {
+    local c=$1 pattern=$2
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        docker logs "$c" >"$WORK/container.log" 2>&1 || true
+        grep -q -- "$pattern" "$WORK/container.log" && return 0
+        sleep 0.3
+    done
+    return 1
+}
 
 command -v docker >/dev/null || fail "docker is not installed (set WRS_SKIP_CONTAINER=1 to skip this test)"
 docker info >/dev/null 2>&1 || fail "the Docker daemon does not answer (set WRS_SKIP_CONTAINER=1 to skip)"
@@ -359,6 +377,61 @@ if mode == "api":
           f"GET /metrics -> 200 with {len(names)} metric families")
     print("     metrics: " + " ".join(names))
 
+if mode == "cluster":
+    # argv[3:]: the other nodes' base URLs. Prints "leader <index>" last.
+    nodes = [base] + sys.argv[3:]
+    def view(url):
+        try:
+            with urllib.request.urlopen(url + "/cluster", timeout=3) as r:
+                return json.loads(r.read())["data"]
+        except (OSError, ValueError):
+            return None
+    deadline, views = time.time() + 60, []
+    while time.time() < deadline:
+        views = [view(u) for u in nodes]
+        if all(v and v["leader"] is not None and len(v["nodes"]) == len(nodes) for v in views) \
+                and len({v["leader"] for v in views}) == 1:
+            break
+        time.sleep(0.5)
+    summary = [(v or {}).get("leader") for v in views], [len((v or {}).get("nodes", [])) for v in views]
+    check(all(v and len(v["nodes"]) == len(nodes) for v in views) and len(set(summary[0])) == 1
+          and summary[0][0] is not None,
+          f"{len(nodes)} nodes form one cluster with one leader (leaders seen {summary[0]}, sizes {summary[1]})")
+    print("     members: " + ", ".join(sorted(n["address"] for n in views[0]["nodes"])))
+    leader = [v["id"] for v in views].index(views[0]["leader"])
+    status, body = http("POST", "/channels", {"pattern": "pub-sub"})
+    check(status == 201, f"POST /channels on node 0 -> 201 (got {status})")
+    created = json.loads(body)
+    cid = created["data"]["id"]
+    for i, u in enumerate(nodes[1:], 1):
+        with urllib.request.urlopen(f"{u}/channels/{cid}", timeout=5) as r:
+            check(r.status == 200, f"GET /channels/{cid} on node {i} -> 200 (replicated)")
+    socks = [websocket.create_connection("ws" + u[len("http"):] + created["connect"], timeout=5) for u in nodes]
+    socks[1].send("across the cluster")
+    for i in (0, 2):
+        check(socks[i].recv() == "across the cluster", f"pub-sub message from node 1 reaches a client on node {i}")
+    for ws in socks:
+        ws.close()
+    print(f"leader {leader}")
+
+if mode == "members":
+    # Waits until every given node reports exactly argv[3] members and a leader.
+    want, nodes = int(sys.argv[3]), [base] + sys.argv[4:]
+    deadline, sizes = time.time() + 20, []
+    while time.time() < deadline:
+        sizes = []
+        for u in nodes:
+            try:
+                with urllib.request.urlopen(u + "/cluster", timeout=3) as r:
+                    d = json.loads(r.read())["data"]
+                sizes.append(len(d["nodes"]) if d["leader"] is not None else -1)
+            except (OSError, ValueError):
+                sizes.append(None)
+        if all(n == want for n in sizes):
+            break
+        time.sleep(0.5)
+    check(all(n == want for n in sizes), f"the remaining nodes see {want} members and a leader (saw {sizes})")
+
 if mode == "hold":
     status, body = http("POST", "/channels", {"pattern": "pub-sub"})
     check(status == 201, "POST /channels pub-sub -> 201")
@@ -421,6 +494,65 @@ say "    stop took $STOP_MS ms, exit code $EXIT_CODE, client saw: $(grep '^close
 [ "$STOP_MS" -le 10000 ] || fail "docker stop took $STOP_MS ms (more than 10 s: SIGTERM not handled?)"
 [ "$EXIT_CODE" = 0 ] && [ "$OOM" = false ] || fail "exit code $EXIT_CODE after SIGTERM (expected 0)"
 [ "$CLOSE" = 1001 ] || fail "the open WebSocket got close code '${CLOSE:-none}' (expected 1001)"
-docker logs "$NAME" 2>&1 | grep -q "shutting down" || fail "no 'shutting down' line in the container log"
+log_has "$NAME" "shutting down" || fail "no 'shutting down' line in the container log"
 
-say "PASS: image $IMAGE ($(awk -v s="$SIZE" 'BEGIN { printf "%.1f MB", s/1e6 }')) builds, runs non-root on a read-only root fs, serves, and stops cleanly on SIGTERM — $(( $(date +%s) - START )) s"
+# ---------------------------------------------------------------------------------------------
+# 5. A three-node cluster, laid out as k8s/ does it.
+# ---------------------------------------------------------------------------------------------
+# Network aliases wrs-0..2 stand for the StatefulSet's pod names under the headless Service.
+# The network is --internal: nothing on it routes off the machine; the host reaches the
+# containers' own addresses on it.
+NET=wrs-ct-net-$$
+docker network create --internal "$NET" >/dev/null || fail "docker network create failed"
+NETWORKS+=("$NET")
+SECRET=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+phase "three-node cluster on the internal network $NET"
+URLS=()
+for i in 0 1 2; do
+    CONTAINERS+=("$NAME-$i")
+    docker run -d --name "$NAME-$i" --network "$NET" --network-alias "wrs-$i" \
+        --read-only --cap-drop ALL --security-opt no-new-privileges \
+        -e WRS_DOMAIN="wrs-$i" -e WRS_JOIN=wrs-0:8080,wrs-1:8080,wrs-2:8080 \
+        -e WRS_CLUSTER_SECRET="$SECRET" "$IMAGE" >/dev/null || fail "docker run $NAME-$i failed"
+    IP=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$NAME-$i")
+    URLS+=("http://$IP:8080")
+done
+for u in "${URLS[@]}"; do "$PY" "$WORK/client.py" "$u" up || fail "a cluster node did not become healthy"; done
+"$PY" "$WORK/client.py" "${URLS[0]}" cluster "${URLS[1]}" "${URLS[2]}" >"$WORK/cluster.out" 2>&1 || true
+sed -e '/^leader /d' -e 's/^/    /' "$WORK/cluster.out"
+LEADER=$(awk '/^leader / { print $2 }' "$WORK/cluster.out")
+[ -n "$LEADER" ] || fail "cluster checks failed"
+docker logs "$NAME-0" >"$WORK/container.log" 2>&1 || true
+if grep -q "accepts any caller" "$WORK/container.log"; then
+    fail "a node with WRS_CLUSTER_SECRET set warns that its peer port is open"
+fi
+
+# The leader goes away as a pod does in a rolling update: SIGTERM with a client connected.
+"$PY" "$WORK/client.py" "${URLS[$LEADER]}" hold >"$WORK/hold.out" 2>&1 &
+CLIENT_PID=$!
+for _ in $(seq 1 100); do
+    grep -q '^connected' "$WORK/hold.out" 2>/dev/null && break
+    kill -0 "$CLIENT_PID" 2>/dev/null || break
+    sleep 0.1
+done
+grep -q '^connected' "$WORK/hold.out" || { cat "$WORK/hold.out"; fail "the holding WebSocket did not connect to the leader"; }
+phase "docker stop of the leader (node $LEADER) with a WebSocket open"
+T0=$(date +%s%N)
+docker stop -t 15 "$NAME-$LEADER" >/dev/null || fail "docker stop failed"
+STOP_MS=$(( ($(date +%s%N) - T0) / 1000000 ))
+wait "$CLIENT_PID" || true
+CLIENT_PID=""
+EXIT_CODE=$(docker inspect -f '{{.State.ExitCode}}' "$NAME-$LEADER")
+CLOSE=$(awk '/^close / { print $2; exit }' "$WORK/hold.out")
+say "    stop took $STOP_MS ms, exit code $EXIT_CODE, client saw: $(grep '^close' "$WORK/hold.out" || echo nothing)"
+[ "$STOP_MS" -le 10000 ] || fail "the leader's docker stop took $STOP_MS ms"
+[ "$EXIT_CODE" = 0 ] || fail "the leader exited with $EXIT_CODE after SIGTERM (expected 0)"
+[ "$CLOSE" = 1001 ] || fail "a client of the leader got close code '${CLOSE:-none}' (expected 1001)"
+log_has "$NAME-$LEADER" "left the cluster" || say "    note the leader's log does not say it left the cluster"
+REST=()
+for i in 0 1 2; do [ "$i" = "$LEADER" ] || REST+=("${URLS[$i]}"); done
+if ! "$PY" "$WORK/client.py" "${REST[0]}" members 2 "${REST[1]}" | sed 's/^/    /'; then
+    fail "the cluster did not settle on two members after the leader left"
+fi
+
+say "PASS: image $IMAGE ($(awk -v s="$SIZE" 'BEGIN { printf "%.1f MB", s/1e6 }')) builds, runs non-root on a read-only root fs, serves, stops cleanly on SIGTERM, and forms a cluster that survives its leader's shutdown — $(( $(date +%s) - START )) s"

@@ -83,6 +83,8 @@ need(not (used - known), f"every WRS_* variable is documented in README.md (unkn
 
 join = [a.strip() for a in cm["WRS_JOIN"].split(",")]
 want = [f"{sts['metadata']['name']}-{i}.{svc}:{cm['WRS_API_PORT']}" for i in range(replicas)]
+need(spec.get("podManagementPolicy", "OrderedReady") == "OrderedReady",
+     "pods start one after another (OrderedReady): wrs-0 starts the cluster, the others join")
 need(join == want, f"WRS_JOIN lists the {replicas} replicas via {svc}: {cm['WRS_JOIN']}")
 need(env["WRS_DOMAIN"].get("value") == f"$(POD_NAME).{svc}"
      and env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name",

@@ -63,11 +63,11 @@ pub async fn run(
             (r.requests, r.hist, r.errors, w.secs())
         }
         "readonly" => {
-            let mut ids = Vec::new();
-            for i in 0..100 {
-                let mut http = HttpConn::connect(c.node(i)).await?;
-                ids.push(create_channel(&mut http, "pub-sub").await?.id);
-            }
+            let ids: Vec<String> = create_many(c, 100)
+                .await?
+                .into_iter()
+                .map(|ch| ch.id)
+                .collect();
             let (r, w) = api::drive(
                 c,
                 clients,
@@ -100,14 +100,30 @@ pub async fn run(
 
 type PlanResult = (u64, Histogram<u64>, Errors, f64);
 
+/// Create `n` pub-sub channels, round robin over the nodes, 20 at a time (a cluster commits
+/// each one through Raft, which may take a while).
+async fn create_many(c: &Common, n: usize) -> AnyResult<Vec<Channel>> {
+    let mut out = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(20) {
+        let mut set = tokio::task::JoinSet::new();
+        for &i in chunk {
+            let node = c.node(i).clone();
+            set.spawn(async move {
+                let mut http = HttpConn::connect(&node).await?;
+                create_channel(&mut http, "pub-sub").await
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            out.push(r.map_err(|e| e.to_string())??);
+        }
+    }
+    Ok(out)
+}
+
 async fn ws_plan(c: &Common, clients: usize, rate: f64, size: usize) -> AnyResult<PlanResult> {
     const GROUP: usize = 10;
     let groups = clients.div_ceil(GROUP);
-    let mut chans = Vec::new();
-    for g in 0..groups {
-        let mut http = HttpConn::connect(c.node(g)).await?;
-        chans.push(create_channel(&mut http, "pub-sub").await?);
-    }
+    let chans = create_many(c, groups).await?;
     let mut errors = Errors::default();
     let mut socks = Vec::new();
     for j in 0..clients {

@@ -310,6 +310,7 @@ impl CpuSample {
             .skip(1)
             .filter_map(|x| x.parse().ok())
             .collect();
+        // user nice system idle iowait irq softirq steal
         let total: u64 = v.iter().take(8).sum();
         let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
         CpuSample {

@@ -102,7 +102,7 @@ impl<'a> Runs<'a> {
     }
 }
 
-/// Median share of the machine's CPU taken by other processes during the runs (wrs / baseline).
+/// Median share of the machine's CPU not charged to the generator or the server (wrs / baseline).
 fn other_cpu(runs: &Runs, s: &str, k: &str) -> String {
     let f = |l: &str| {
         runs.med(s, k, l, "cpu_other_pct")
@@ -429,7 +429,7 @@ pub fn write(results: &[PathBuf], meta: Option<&Path>, out: &Path, plots: &Path)
     );
     let _ = writeln!(
         md,
-        "| scenario | key | unit | wrs | baseline | ratio | p50 | p99 | max | errors | runs | other CPU % |"
+        "| scenario | key | unit | wrs | baseline | ratio | p50 | p99 | max | errors | runs | unattributed CPU % |"
     );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for s in ["pubsub", "echo", "api"] {
@@ -538,7 +538,7 @@ pub fn write(results: &[PathBuf], meta: Option<&Path>, out: &Path, plots: &Path)
         );
         let _ = writeln!(
             md,
-            "| pub→sub | offered deliveries/s | of wrs max | wrs p50 | wrs p99 | wrs max | baseline p50 | baseline p99 | baseline max | wrs achieved | errors wrs / baseline | runs | other CPU % |"
+            "| pub→sub | offered deliveries/s | of wrs max | wrs p50 | wrs p99 | wrs max | baseline p50 | baseline p99 | baseline max | wrs achieved | errors wrs / baseline | runs | unattributed CPU % |"
         );
         let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
@@ -851,10 +851,12 @@ const METHOD: &str = r#"
 - **Same box**: generator, wrs and the baseline share the machine's cores, so a server that
   uses less CPU per message leaves more for the generator; ratios above 1 are possible.
   Runs alternate between wrs and the baseline so drift affects both alike. Other work on the
-  machine (builds, tests of other engineers) adds noise: *other CPU %* is the share of the
-  machine's CPU time used by processes other than the generator and the server under test
-  during the runs (from /proc/stat and /proc/<pid>/stat; 100 % = all cores). Rows where it
-  is well above a few percent were measured on a busy machine.
+  machine (builds, tests of other engineers) adds noise. *Unattributed CPU %* (wrs run /
+  baseline run) is the share of the machine's CPU time (100 % = all cores) during a run that
+  was charged neither to the generator nor to the server under test, from /proc/stat and
+  /proc/<pid>/stat: other processes (builds, tests, the FUSE daemon of this container's
+  file system writing the server's log) *and* kernel softirq work of the loopback traffic,
+  which grows with the message rate. It is a rough noise indicator, not a correction.
 - **pub-sub**: messages are 64 B text frames carrying publisher id, sequence number and a
   timestamp (one monotonic clock in the generator's process, so no clock sync is needed).
   *Deliveries/s* counts messages received by subscribers (in P→S with P > 1 each publisher

@@ -100,12 +100,22 @@ wait_port() {
   say "server on port $1 did not start; see $work/*.log"; exit 1
 }
 
-WRS_BIND=127.0.0.1 WRS_API_PORT=$wport WRS_NODE_PORT=$((wport + 1000)) \
-  "$bin/wrs" > "$work/wrs.log" 2>&1 &
-wpid=$!; pids+=("$wpid")
-BASELINE_BIND=127.0.0.1 BASELINE_PORT=$bport "$bin/baseline-relay" > "$work/baseline.log" 2>&1 &
-bpid=$!; pids+=("$bpid")
-wait_port "$wport"; wait_port "$bport"
+start_servers() {
+  WRS_BIND=127.0.0.1 WRS_API_PORT=$wport WRS_NODE_PORT=$((wport + 1000)) \
+    "$bin/wrs" >> "$work/wrs.log" 2>&1 &
+  wpid=$!; pids+=("$wpid")
+  BASELINE_BIND=127.0.0.1 BASELINE_PORT=$bport "$bin/baseline-relay" >> "$work/baseline.log" 2>&1 &
+  bpid=$!; pids+=("$bpid")
+  wait_port "$wport"; wait_port "$bport"
+}
+restart_servers() {
+  kill "$wpid" "$bpid" 2>/dev/null || true
+  wait "$wpid" "$bpid" 2>/dev/null || true
+  for _ in $(seq 1 100); do port_free "$wport" && port_free "$bport" && break; sleep 0.1; done
+  start_servers
+  echo "# (restarted both servers)" >> "$commands"
+}
+start_servers
 echo "WRS_BIND=127.0.0.1 WRS_API_PORT=$wport WRS_NODE_PORT=$((wport + 1000)) $bin/wrs &" >> "$commands"
 echo "BASELINE_BIND=127.0.0.1 BASELINE_PORT=$bport $bin/baseline-relay &" >> "$commands"
 say "wrs on :$wport (pid $wpid), baseline-relay on :$bport (pid $bpid); results in $work"
@@ -165,6 +175,8 @@ for run in $(seq 1 "$runs"); do
   # the baseline only echoes and broadcasts: push-pull and fan-in-out are wrs only
   bench wrs pushpull --workers 10 --size 64
   bench wrs fanout --workers 10
+  # idle memory is measured on fresh processes (freed memory would be reused otherwise)
+  restart_servers
   both conns --conns "$conns" --step "$step" --hold 1
 done
 

@@ -108,7 +108,11 @@ pub async fn run(c: &Common, a: ConnsArgs) -> AnyResult<Outcome> {
     }
     out.extra("curve", curve);
     drop(held);
-    tokio::time::sleep(Duration::from_millis(200)).await;
     delete_channel(node, &ch.id).await;
+    // does the server give the memory back once the connections are gone?
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    if let Some(r) = c.pid.and_then(rss_kib) {
+        out.extra("rss_closed_kib", r);
+    }
     Ok(out)
 }

@@ -502,6 +502,15 @@ log_has "$NAME" "shutting down" || fail "no 'shutting down' line in the containe
 # Network aliases wrs-0..2 stand for the StatefulSet's pod names under the headless Service.
 # The network is --internal: nothing on it routes off the machine; the host reaches the
 # containers' own addresses on it.
+# compose.yaml describes the same layout for users; check that it parses (with a stand-in secret).
+if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose)
+elif command -v docker-compose >/dev/null; then COMPOSE=(docker-compose)
+else COMPOSE=(); fi
+if [ -f compose.yaml ] && [ "${#COMPOSE[@]}" -gt 0 ]; then
+    WRS_CLUSTER_SECRET=stand-in "${COMPOSE[@]}" -f compose.yaml config -q >"$WORK/compose.log" 2>&1 \
+        || { cat "$WORK/compose.log"; fail "compose.yaml does not validate"; }
+    say "    ok   compose.yaml validates (${COMPOSE[*]} config)"
+fi
 NET=wrs-ct-net-$$
 docker network create --internal "$NET" >/dev/null || fail "docker network create failed"
 NETWORKS+=("$NET")

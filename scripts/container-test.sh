@@ -290,15 +290,26 @@ rm -rf "$ROOTFS"
 # ---------------------------------------------------------------------------------------------
 # 2. Build the Containerfile, unchanged.
 # ---------------------------------------------------------------------------------------------
-OLD_ID=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
+# The stages before the last one are tagged too (IMAGE-skeleton, IMAGE-build): the dependency
+# layer stays reachable as a cache, and each run replaces what the previous run left instead of
+# piling up untagged build images. The last command builds the whole Containerfile, unchanged.
+build_tagged() {   # TAG [--target STAGE]
+    local tag=$1 old new; shift
+    old=$(docker image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
+    if ! docker build -f Containerfile "$@" -t "$tag" . >>"$WORK/build.log" 2>&1; then
+        tail -n 40 "$WORK/build.log" | sed 's/^/    /'
+        fail "docker build ${*:-} failed"
+    fi
+    new=$(docker image inspect -f '{{.Id}}' "$tag")
+    # The previous image under this tag is now untagged: remove it and the layers only it used.
+    if [ -n "$old" ] && [ "$old" != "$new" ]; then docker rmi "$old" >/dev/null 2>&1 || true; fi
+}
 phase "docker build -f Containerfile -t $IMAGE . (log: $WORK/build.log)"
-if ! docker build -f Containerfile -t "$IMAGE" . >"$WORK/build.log" 2>&1; then
-    tail -n 40 "$WORK/build.log" | sed 's/^/    /'
-    fail "docker build failed"
-fi
-NEW_ID=$(docker image inspect -f '{{.Id}}' "$IMAGE")
-# A rebuilt image leaves the previous one untagged: remove it (and its own layers), no more.
-if [ -n "$OLD_ID" ] && [ "$OLD_ID" != "$NEW_ID" ]; then docker rmi "$OLD_ID" >/dev/null 2>&1 || true; fi
+: >"$WORK/build.log"
+for stage in $(awk 'toupper($1) == "FROM" && toupper($(NF-1)) == "AS" { print $NF }' Containerfile); do
+    build_tagged "$IMAGE-$stage" --target "$stage"
+done
+build_tagged "$IMAGE"
 SIZE=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 say "image $IMAGE: $(awk -v s="$SIZE" 'BEGIN { printf "%.1f MB (%d bytes)", s/1e6, s }')"
 

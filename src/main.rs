@@ -122,7 +122,10 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         .collect();
     actix_rt::spawn(cluster::membership::discover(
         config.join.clone(),
-        config.http_scheme().to_owned(),
+        cluster::membership::ApiAccess {
+            scheme: config.http_scheme().to_owned(),
+            token: config.auth.then(|| config.auth_token.clone()),
+        },
         me.clone(),
         own,
         raft.clone(),

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use super::{body, spec, AppState};
 use crate::actors::channel::{ChannelSpec, ChannelStats};
-use crate::actors::registry::{ChannelInfo, Get, List};
-use crate::cluster::node::{Propose, ProposeError};
+use crate::actors::registry::{ChannelHandle, ChannelInfo, Get, List};
+use crate::cluster::node::{CatchUp, Propose, ProposeError};
 use crate::cluster::relay::Live;
 use crate::cluster::state::{Applied, ChannelRecord, Command, DeleteCause};
 use crate::error::ApiError;
@@ -159,12 +159,7 @@ pub async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
 
 pub async fn get(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let id = channel_id(&req);
-    match state
-        .registry
-        .send(Get(id.clone()))
-        .await
-        .map_err(mailbox)?
-    {
+    match lookup(&state, &id).await? {
         Some(handle) => {
             let view = views(&state, vec![(handle.info, handle.owner)]).await;
             Ok(HttpResponse::Ok().json(json!({ "data": view.into_iter().next() })))
@@ -199,6 +194,27 @@ pub async fn reset(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         HttpResponse::Ok()
             .json(json!({ "message": format!("{n} channels deleted"), "deleted": n })),
     )
+}
+
+/// Looks a channel up on this node; on a miss, first catches up with the cluster (a channel
+/// just created through another node may not be applied here yet), then looks again.
+pub async fn lookup(state: &AppState, id: &str) -> Result<Option<ChannelHandle>, ApiError> {
+    if let Some(handle) = state
+        .registry
+        .send(Get(id.to_owned()))
+        .await
+        .map_err(mailbox)?
+    {
+        return Ok(Some(handle));
+    }
+    if !state.cluster.send(CatchUp).await.unwrap_or(false) {
+        return Ok(None);
+    }
+    state
+        .registry
+        .send(Get(id.to_owned()))
+        .await
+        .map_err(mailbox)
 }
 
 pub fn channel_id(req: &HttpRequest) -> String {

@@ -43,10 +43,13 @@ pub async fn join(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             channels.len()
         )));
     }
-    let scheme = state.config.http_scheme();
+    let access = membership::ApiAccess {
+        scheme: state.config.http_scheme().to_owned(),
+        token: state.config.auth.then(|| state.config.auth_token.clone()),
+    };
     membership::join_via(
         &address,
-        scheme,
+        &access,
         &state.me,
         &state.cluster,
         state.config.cluster_secret.as_deref(),

@@ -9,11 +9,10 @@ use actix_http::ws::{hash_key, verify_handshake};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::channels::channel_id;
+use super::channels::{self, channel_id};
 use super::AppState;
 use crate::actors::channel::{ClientId, Join, JoinRefused};
 use crate::actors::outbox::Outbox;
-use crate::actors::registry::Get;
 use crate::actors::session::Session;
 use crate::error::ApiError;
 use crate::token;
@@ -24,11 +23,8 @@ pub async fn connect(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = channel_id(&req);
-    let handle = state
-        .registry
-        .send(Get(id.clone()))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
+    let handle = channels::lookup(&state, &id)
+        .await?
         .ok_or_else(|| ApiError::ChannelNotFound(id.clone()))?;
 
     let query = web::Query::<HashMap<String, String>>::from_query(req.query_string()).ok();

@@ -28,14 +28,25 @@ pub fn resolve(entries: &[String]) -> BTreeSet<String> {
         .collect()
 }
 
+/// How this node reaches other members' public API: scheme, and the API token when the API
+/// is protected (every node of a cluster shares the configuration).
+#[derive(Debug, Clone)]
+pub struct ApiAccess {
+    pub scheme: String,
+    pub token: Option<String>,
+}
+
 /// What a member's `GET /cluster` says: (its node id, the leader's peer address if any).
-async fn probe(api: &str, scheme: &str) -> Result<(u64, Option<String>), String> {
+async fn probe(api: &str, access: &ApiAccess) -> Result<(u64, Option<String>), String> {
     let client = insecure_client();
-    let mut res = client
-        .get(format!("{scheme}://{api}/cluster"))
-        .send()
-        .await
-        .map_err(|e| format!("{api}: {e}"))?;
+    let mut req = client.get(format!("{}://{api}/cluster", access.scheme));
+    if let Some(token) = &access.token {
+        req = req.insert_header(("authorization", format!("Bearer {token}")));
+    }
+    let mut res = req.send().await.map_err(|e| format!("{api}: {e}"))?;
+    if !res.status().is_success() {
+        return Err(format!("{api}: GET /cluster answered {}", res.status()));
+    }
     let body: Value = res
         .json()
         .limit(1 << 20)
@@ -88,12 +99,12 @@ async fn wait_until_member(node: &Addr<RaftNode>, me: u64, within: Duration) -> 
 /// on failure it starts its own cluster again.
 pub async fn join_via(
     api: &str,
-    scheme: &str,
+    access: &ApiAccess,
     me: &Member,
     node: &Addr<RaftNode>,
     secret: Option<&str>,
 ) -> Result<(), String> {
-    let (id, leader_peer) = probe(api, scheme).await?;
+    let (id, leader_peer) = probe(api, access).await?;
     if id == me.id {
         return Err(format!("{api} is this node"));
     }
@@ -118,7 +129,7 @@ pub async fn join_via(
 /// designated first node (the smallest address of the list, this node included).
 pub async fn discover(
     join: Vec<String>,
-    scheme: String,
+    access: ApiAccess,
     me: Member,
     own_addrs: BTreeSet<String>,
     node: Addr<RaftNode>,
@@ -137,7 +148,7 @@ pub async fn discover(
         let others: Vec<&String> = listed.iter().filter(|a| !own_addrs.contains(*a)).collect();
         let mut reachable: BTreeSet<String> = own_addrs.clone();
         for addr in &others {
-            match probe(addr, &scheme).await {
+            match probe(addr, &access).await {
                 Ok((id, _)) if id == me.id => {
                     // This address is this node under another name (e.g. its pod IP).
                     own_addrs.insert((*addr).clone());

@@ -98,6 +98,12 @@ pub struct ResetToJoin;
 #[rtype(result = "ClusterView")]
 pub struct GetView;
 
+/// Resolves once this node has applied everything the cluster had committed when it was asked
+/// (a Raft ReadIndex): a channel created through another node is then visible here.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct CatchUp;
+
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Unreachable {
@@ -122,6 +128,10 @@ pub struct RaftNode {
     started: bool,
     seq: u64,
     waiters: HashMap<u64, Waiter>,
+    /// Linearizable reads asked for (`CatchUp`), by request context.
+    reads: HashMap<Vec<u8>, (Instant, oneshot::Sender<()>)>,
+    /// Reads confirmed by the leader, waiting for this node to apply up to their index.
+    reads_confirmed: Vec<(u64, oneshot::Sender<()>)>,
     peers: HashMap<u64, Addr<PeerSender>>,
     /// Peer addresses learned from incoming traffic before the state names them.
     learned: HashMap<u64, String>,
@@ -169,6 +179,8 @@ impl RaftNode {
             started: false,
             seq: 0,
             waiters: HashMap::new(),
+            reads: HashMap::new(),
+            reads_confirmed: Vec::new(),
             peers: HashMap::new(),
             learned: HashMap::new(),
             registry,
@@ -261,6 +273,11 @@ impl RaftNode {
             return;
         }
         let mut ready = self.raw.ready();
+        for rs in ready.take_read_states() {
+            if let Some((_, tx)) = self.reads.remove(&rs.request_ctx) {
+                self.reads_confirmed.push((rs.index, tx));
+            }
+        }
         if !ready.messages().is_empty() {
             let msgs = ready.take_messages();
             self.send(msgs);
@@ -293,8 +310,22 @@ impl RaftNode {
         let committed = light.take_committed_entries();
         self.apply(committed, ctx);
         self.raw.advance_apply();
+        self.release_reads();
         self.maybe_compact();
         self.update_metrics();
+    }
+
+    /// Answers the confirmed reads whose index this node has applied.
+    fn release_reads(&mut self) {
+        let applied = self.applied;
+        let (done, wait): (Vec<_>, Vec<_>) = self
+            .reads_confirmed
+            .drain(..)
+            .partition(|(index, _)| *index <= applied);
+        self.reads_confirmed = wait;
+        for (_, tx) in done {
+            let _ = tx.send(());
+        }
     }
 
     fn install_snapshot(&mut self, snap: Snapshot) {
@@ -537,6 +568,8 @@ impl RaftNode {
                 let _ = tx.send(Err(ProposeError::Timeout));
             }
         }
+        // Unanswered reads are dropped: their callers see an error and answer from what they have.
+        self.reads.retain(|_, (t, _)| t.elapsed() <= timeout);
     }
 
     /// Replies from a waiter, as an actor response.
@@ -747,6 +780,26 @@ impl Handler<ResetToJoin> for RaftNode {
         self.reset(WrsStorage::empty(), ClusterState::default(), 0);
         self.peers.clear();
         self.started = false;
+    }
+}
+
+impl Handler<CatchUp> for RaftNode {
+    type Result = ResponseFuture<bool>;
+
+    fn handle(&mut self, _: CatchUp, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.started || self.leader().is_none() {
+            return Box::pin(async { false });
+        }
+        let (_, context) = self.next_context();
+        let (tx, rx) = oneshot::channel();
+        self.reads.insert(context.clone(), (Instant::now(), tx));
+        self.raw.read_index(context);
+        self.on_ready(ctx);
+        Box::pin(async move {
+            tokio::time::timeout(Duration::from_secs(2), rx)
+                .await
+                .is_ok_and(|r| r.is_ok())
+        })
     }
 }
 

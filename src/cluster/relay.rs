@@ -28,6 +28,15 @@ const LINK_CAPACITY: usize = 1 << 16;
 /// A relay chunk is cut at this size, so one busy channel cannot starve a link.
 const MAX_CHUNK: usize = 256 << 10;
 
+thread_local! {
+    /// One HTTP client per thread (awc is not `Send`), so peer requests reuse connections.
+    static PEER_CLIENT: awc::Client = awc::Client::builder().finish();
+}
+
+fn peer_client() -> awc::Client {
+    PEER_CLIENT.with(awc::Client::clone)
+}
+
 /// One record on a relay stream.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
@@ -247,10 +256,9 @@ impl Relay {
     /// Asks the owner `node` to admit `client` to `channel` (client limit, existence).
     pub async fn join(&self, node: u64, channel: &str, client: &str) -> Result<(), JoinRefused> {
         let addr = self.peer(node).ok_or(JoinRefused::Unavailable)?;
-        let client_http = awc::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .finish();
-        let mut req = client_http.post(format!("http://{addr}/relay/join"));
+        let mut req = peer_client()
+            .post(format!("http://{addr}/relay/join"))
+            .timeout(Duration::from_secs(5));
         if let Some(s) = &self.secret {
             req = req.insert_header((SECRET_HEADER, s.as_str()));
         }
@@ -281,10 +289,9 @@ impl Relay {
         let addr = self.peer(node)?;
         // Short: a listing must not wait long for an unreachable owner (it falls back to this
         // node's own numbers).
-        let client = awc::Client::builder()
-            .timeout(Duration::from_millis(500))
-            .finish();
-        let mut req = client.post(format!("http://{addr}/relay/live"));
+        let mut req = peer_client()
+            .post(format!("http://{addr}/relay/live"))
+            .timeout(Duration::from_millis(500));
         if let Some(s) = &self.secret {
             req = req.insert_header((SECRET_HEADER, s.as_str()));
         }

@@ -43,10 +43,14 @@ CHROOT=""            # a rootfs whose /proc is mounted, unmounted on exit
 CONTAINERS=()        # containers this run started, removed on exit
 NETWORKS=()          # networks this run made, removed on exit
 CLIENT_PID=""
+COMPOSE_UP=""        # the compose project this run started, taken down on exit
 
 cleanup() {
     local rc=$?
     if [ -n "$CLIENT_PID" ]; then kill "$CLIENT_PID" 2>/dev/null || true; fi
+    if [ -n "$COMPOSE_UP" ]; then
+        "${COMPOSE[@]}" -f compose.yaml -p "$COMPOSE_UP" down -v --timeout 5 >/dev/null 2>&1 || true
+    fi
     if [ -n "$CHROOT" ]; then umount "$CHROOT/proc" 2>/dev/null || true; fi
     for c in "${CONTAINERS[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
     for n in "${NETWORKS[@]}"; do docker network rm "$n" >/dev/null 2>&1 || true; done
@@ -575,4 +579,199 @@ if ! "$PY" "$WORK/client.py" "${REST[0]}" members 2 "${REST[1]}" | sed 's/^/    
     fail "the cluster did not settle on two members after the leader left"
 fi
 
-say "PASS: image $IMAGE ($(awk -v s="$SIZE" 'BEGIN { printf "%.1f MB", s/1e6 }')) builds, runs non-root on a read-only root fs, serves, stops cleanly on SIGTERM, and forms a cluster that survives its leader's shutdown — $(( $(date +%s) - START )) s"
+# ---------------------------------------------------------------------------------------------
+# 6. compose.yaml itself: `docker-compose up -d` with the image just built (issue #5).
+# ---------------------------------------------------------------------------------------------
+# The three services on compose.yaml's private network (internal: true, so no published ports):
+# the host talks to the nodes' own addresses on it, as in section 5, and to a node cut off the
+# network through `docker exec` (bash's /dev/tcp on 127.0.0.1). Steps: one cluster of three;
+# a pub-sub channel made through wrs-0, clients on wrs-1 and wrs-2 exchange messages both ways;
+# `stop` of the leader's service: the other two elect a leader and accept a create, `start`:
+# it rejoins with a new id; `docker network disconnect` of a follower: the majority accepts
+# writes, the cut-off node answers a write with 503; `docker network connect`: it rejoins and
+# serves the channel made meanwhile. WRS_SKIP_COMPOSE=1 skips this section.
+C_START=$(date +%s)
+if [ "${WRS_SKIP_COMPOSE:-0}" = 1 ]; then
+    say "compose: SKIPPED (WRS_SKIP_COMPOSE=1)"
+else
+[ "${#COMPOSE[@]}" -gt 0 ] || fail "neither 'docker compose' nor 'docker-compose' is installed (WRS_SKIP_COMPOSE=1 skips)"
+PROJECT=wrs-ci-$$
+export WRS_IMAGE=$IMAGE WRS_CLUSTER_SECRET=$SECRET WRS_NETWORK_INTERNAL=true
+compose() { "${COMPOSE[@]}" -f compose.yaml -p "$PROJECT" "$@"; }
+COMPOSE_UP=$PROJECT
+step_ok() { say "    PASS $*"; }
+step_fail() { say "    FAIL $*"; fail "compose: $*"; }
+cid_of() { compose ps -q "$1"; }
+ip_of() {   # SERVICE -> its address on the compose network
+    docker inspect -f "{{(index .NetworkSettings.Networks \"$CNET\").IPAddress}}" "$(cid_of "$1")"
+}
+# A write through a node's own loopback, from inside its container: prints the HTTP status line.
+post_inside() {   # CONTAINER
+    # shellcheck disable=SC2016
+    timeout 20 docker exec "$1" bash -c '
+        body="{\"pattern\":\"pub-sub\"}"
+        exec 3<>/dev/tcp/127.0.0.1/8080 || exit 1
+        printf "POST /channels HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %s\r\nConnection: close\r\n\r\n%s" "${#body}" "$body" >&3
+        IFS= read -r -t 20 status <&3; echo "${status%$'"'"'\r'"'"'}"'
+}
+
+cat >"$WORK/compose.py" <<'EOF'
+import json, sys, time, urllib.request, urllib.error
+import websocket
+
+def http(method, url, body=None, timeout=10):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:
+        return None, str(e)
+
+def view(url):
+    status, body = http("GET", url + "/cluster", timeout=3)
+    try:
+        return json.loads(body)["data"] if status == 200 else None
+    except ValueError:
+        return None
+
+mode = sys.argv[1]
+if mode == "agree":
+    # agree WANT SECONDS URL...: every node reports WANT members and the same leader.
+    # Prints "leader <index in URL list> <leader id>" and "ids <id of each node>".
+    want, secs, urls = int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+    deadline, views = time.time() + secs, []
+    while time.time() < deadline:
+        views = [view(u) for u in urls]
+        if all(v and v["leader"] is not None and len(v["nodes"]) == want for v in views) \
+                and len({v["leader"] for v in views}) == 1:
+            ids = [v["id"] for v in views]
+            leader = views[0]["leader"]
+            print(f"leader {ids.index(leader) if leader in ids else -1} {leader}")
+            print("ids " + " ".join(str(i) for i in ids))
+            sys.exit(0)
+        time.sleep(0.3)
+    print("views " + json.dumps([(v or {}).get("leader") for v in views]) + " sizes "
+          + json.dumps([len((v or {}).get("nodes", [])) for v in views]))
+    sys.exit(1)
+
+if mode == "create":
+    # create URL SECONDS: POST a pub-sub channel, retrying until 201. Prints "<id> <connect>".
+    url, secs = sys.argv[2], float(sys.argv[3])
+    deadline, last = time.time() + secs, None
+    while time.time() < deadline:
+        status, body = http("POST", url + "/channels", {"pattern": "pub-sub"})
+        if status == 201:
+            d = json.loads(body)
+            print(d["data"]["id"], d["connect"])
+            sys.exit(0)
+        last = (status, body[:200])
+        time.sleep(0.3)
+    print(f"last answer {last}")
+    sys.exit(1)
+
+if mode == "exchange":
+    # exchange CONNECT URL_A URL_B: clients on A and B, a message each way.
+    connect, a, b = sys.argv[2:5]
+    wa = websocket.create_connection("ws" + a[len("http"):] + connect, timeout=5)
+    wb = websocket.create_connection("ws" + b[len("http"):] + connect, timeout=5)
+    time.sleep(0.3)
+    wa.send("from wrs-1"); got_b = wb.recv()
+    wb.send("from wrs-2"); got_a = wa.recv()
+    wa.close(); wb.close()
+    print(f"b got {got_b!r}, a got {got_a!r}")
+    sys.exit(0 if (got_b, got_a) == ("from wrs-1", "from wrs-2") else 1)
+
+if mode == "has":
+    # has URL CHANNEL_ID SECONDS: GET /channels/ID answers 200 within SECONDS.
+    url, cid, secs = sys.argv[2], sys.argv[3], float(sys.argv[4])
+    deadline, status = time.time() + secs, None
+    while time.time() < deadline:
+        status, _ = http("GET", f"{url}/channels/{cid}", timeout=3)
+        if status == 200:
+            sys.exit(0)
+        time.sleep(0.3)
+    print(f"last status {status}")
+    sys.exit(1)
+EOF
+
+phase "compose: ${COMPOSE[*]} -f compose.yaml -p $PROJECT up -d (image $IMAGE)"
+compose up -d --no-build >"$WORK/compose-up.log" 2>&1 || { cat "$WORK/compose-up.log"; step_fail "up -d"; }
+CNET=$(docker network ls -q --filter "label=com.docker.compose.project=$PROJECT" | head -n 1)
+CNET=$(docker network inspect -f '{{.Name}}' "$CNET" 2>/dev/null) || step_fail "no compose network"
+[ "$(docker network inspect -f '{{.Internal}}' "$CNET")" = true ] || step_fail "network $CNET is not internal"
+for s in wrs-0 wrs-1 wrs-2; do CONTAINERS+=("$(cid_of "$s")"); done
+SVC=(wrs-0 wrs-1 wrs-2)
+curls() { local s; for s in "$@"; do echo "http://$(ip_of "$s"):8080"; done; }
+mapfile -t CU < <(curls "${SVC[@]}")
+step_ok "up: 3 services on the internal network $CNET"
+
+# 1. One cluster of three.
+"$PY" "$WORK/compose.py" agree 3 60 "${CU[@]}" >"$WORK/agree.out" 2>&1 || { cat "$WORK/agree.out"; step_fail "one cluster of 3"; }
+read -r _ L LID < <(grep '^leader' "$WORK/agree.out")
+read -r -a IDS < <(grep '^ids' "$WORK/agree.out"); IDS=("${IDS[@]:1}")
+step_ok "one cluster of 3, all agree on leader ${SVC[$L]} (id $LID) [$(( $(date +%s) - C_START )) s]"
+
+# 2. A channel through wrs-0, clients on wrs-1 and wrs-2.
+read -r CH CONNECT < <("$PY" "$WORK/compose.py" create "${CU[0]}" 10) || step_fail "POST /channels through wrs-0"
+[ -n "${CONNECT:-}" ] || step_fail "POST /channels through wrs-0"
+"$PY" "$WORK/compose.py" exchange "$CONNECT" "${CU[1]}" "${CU[2]}" >"$WORK/exchange.out" 2>&1 \
+    || { cat "$WORK/exchange.out"; step_fail "messages between clients on wrs-1 and wrs-2"; }
+step_ok "channel $CH made through wrs-0; clients on wrs-1 and wrs-2 exchange a message each way"
+
+# 3. Stop the leader's service: failover.
+LS=${SVC[$L]}
+REST=(); for s in "${SVC[@]}"; do [ "$s" = "$LS" ] || REST+=("$s"); done
+T0=$(date +%s%N)
+compose stop "$LS" >>"$WORK/compose-up.log" 2>&1 || step_fail "stop $LS"
+mapfile -t RU < <(curls "${REST[@]}")
+"$PY" "$WORK/compose.py" agree 2 15 "${RU[@]}" >"$WORK/agree.out" 2>&1 || { cat "$WORK/agree.out"; step_fail "failover after stopping $LS"; }
+"$PY" "$WORK/compose.py" create "${RU[0]}" 10 >"$WORK/create.out" 2>&1 || { cat "$WORK/create.out"; step_fail "a create after failover"; }
+FAILOVER_MS=$(( ($(date +%s%N) - T0) / 1000000 ))
+[ "$FAILOVER_MS" -le 20000 ] || step_fail "failover took $FAILOVER_MS ms"
+read -r _ NL _ < <(grep '^leader' "$WORK/agree.out")
+step_ok "stop $LS: ${REST[$NL]} leads ${REST[*]}, a create succeeds, ${FAILOVER_MS} ms after stop was issued"
+
+# 4. Start it again: it rejoins with a new id.
+compose start "$LS" >>"$WORK/compose-up.log" 2>&1 || step_fail "start $LS"
+mapfile -t CU < <(curls "${SVC[@]}")
+"$PY" "$WORK/compose.py" agree 3 30 "${CU[@]}" >"$WORK/agree.out" 2>&1 || { cat "$WORK/agree.out"; step_fail "$LS rejoins"; }
+read -r _ L LID < <(grep '^leader' "$WORK/agree.out")
+read -r -a IDS2 < <(grep '^ids' "$WORK/agree.out"); IDS2=("${IDS2[@]:1}")
+[ "${IDS2[$((${LS#wrs-}))]}" != "${IDS[$((${LS#wrs-}))]}" ] || step_fail "$LS came back with its old id ${IDS[$((${LS#wrs-}))]}"
+step_ok "start $LS: it rejoins as id ${IDS2[$((${LS#wrs-}))]} (was ${IDS[$((${LS#wrs-}))]}), 3 members, leader ${SVC[$L]}"
+
+# 5. Partition a follower off the network.
+F=""; for i in 2 1 0; do [ "$i" = "$L" ] || { F=$i; break; }; done
+FS=${SVC[$F]}; FC=$(cid_of "$FS")
+MAJ=(); for s in "${SVC[@]}"; do [ "$s" = "$FS" ] || MAJ+=("$s"); done
+mapfile -t MU < <(curls "${MAJ[@]}")
+docker network disconnect "$CNET" "$FC" || step_fail "network disconnect $FS"
+read -r PCH _ < <("$PY" "$WORK/compose.py" create "${MU[0]}" 15) || step_fail "the majority accepts a write with $FS cut off"
+[ -n "${PCH:-}" ] || step_fail "the majority accepts a write with $FS cut off"
+step_ok "disconnect $FS: the majority (${MAJ[*]}) accepts a write (channel $PCH)"
+T0=$(date +%s%N)
+ANSWER=$(post_inside "$FC" 2>&1 || true)
+W_MS=$(( ($(date +%s%N) - T0) / 1000000 ))
+case "$ANSWER" in *" 503 "*|*" 503") ;; *) step_fail "a write through the cut-off $FS answered '$ANSWER' (expected 503)";; esac
+[ "$W_MS" -le 8000 ] || step_fail "the cut-off $FS took $W_MS ms to answer 503 (more than 8 s)"
+step_ok "a write through the cut-off $FS (docker exec, 127.0.0.1) answers '$ANSWER' in $W_MS ms"
+
+# 6. Reconnect: it rejoins and serves the channel made during the partition.
+docker network connect --alias "$FS" "$CNET" "$FC" || step_fail "network connect $FS"
+mapfile -t CU < <(curls "${SVC[@]}")
+"$PY" "$WORK/compose.py" agree 3 30 "${CU[@]}" >"$WORK/agree.out" 2>&1 || { cat "$WORK/agree.out"; step_fail "$FS rejoins after the partition"; }
+"$PY" "$WORK/compose.py" has "${CU[$F]}" "$PCH" 15 || step_fail "$FS does not list channel $PCH after rejoining"
+step_ok "connect $FS: 3 members agree on one leader again, $FS serves channel $PCH"
+
+compose down -v >>"$WORK/compose-up.log" 2>&1 || step_fail "down -v"
+COMPOSE_UP=""
+CONTAINERS=("${CONTAINERS[@]:0:${#CONTAINERS[@]}-3}")
+step_ok "down -v"
+phase "compose: PASS in $(( $(date +%s) - C_START )) s"
+fi
+
+say "PASS: image $IMAGE ($(awk -v s="$SIZE" 'BEGIN { printf "%.1f MB", s/1e6 }')) builds, runs non-root on a read-only root fs, serves, stops cleanly on SIGTERM, forms a cluster that survives its leader's shutdown, and compose.yaml's cluster survives failover and a partition — $(( $(date +%s) - START )) s"

@@ -350,6 +350,7 @@ async fn run_link(
 
 pub struct RelayState {
     pub registry: Addr<Registry>,
+    pub node: Addr<super::node::RaftNode>,
     pub secret: Option<String>,
 }
 
@@ -454,7 +455,22 @@ pub async fn join_in(
         return res;
     }
     let body = body.into_inner();
-    let Ok(Some(handle)) = state.registry.send(Get(body.channel.clone())).await else {
+    let mut found = state
+        .registry
+        .send(Get(body.channel.clone()))
+        .await
+        .ok()
+        .flatten();
+    if found.is_none() && state.node.send(super::node::CatchUp).await.unwrap_or(false) {
+        // The proxy may have applied the create before this owner did.
+        found = state
+            .registry
+            .send(Get(body.channel.clone()))
+            .await
+            .ok()
+            .flatten();
+    }
+    let Some(handle) = found else {
         return HttpResponse::NotFound()
             .json(json!({ "message": "no such channel", "error": "channel_not_found" }));
     };

@@ -295,6 +295,7 @@ pub fn serve(
 ) -> std::io::Result<actix_web::dev::Server> {
     let relay = web::Data::new(super::relay::RelayState {
         registry,
+        node: node.clone(),
         secret: secret.clone(),
     });
     let state = web::Data::new(PeerState { node, secret });

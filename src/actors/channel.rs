@@ -158,17 +158,54 @@ pub struct Channel {
     relay: Arc<Relay>,
     /// Remote recipients of the message being routed, grouped by node.
     remote_batch: HashMap<u64, Vec<ClientId>>,
-    /// The clock reading of the message being routed (one per message).
-    now: Instant,
-    /// Local deliveries of the message being routed, added to the counter once.
-    delivered: u64,
+    /// Bookkeeping of the message being routed.
+    round: Round,
     stats: Arc<ChannelStats>,
     registry: Addr<Registry>,
     counters: PatternCounters,
+    closed: bool,
+}
+
+/// What routing one message needs across its recipients: one clock reading, one counter add,
+/// and the first queue it left busy.
+struct Round {
+    now: Instant,
+    delivered: u64,
     /// A recipient whose queue is busy (half full, writer draining): wait for it before the
     /// next message, so a burst is paced by the socket instead of overflowing the queue.
     busy: Option<Arc<Outbox>>,
-    closed: bool,
+}
+
+impl Round {
+    /// Pushes one frame into a local client's outbox. `false` means the client must be
+    /// removed: it was a slow consumer (now closed with 4008) or is already gone.
+    fn push(
+        &mut self,
+        channel: &str,
+        id: &ClientId,
+        outbox: &Arc<Outbox>,
+        frame: &Bytes,
+        dropped: &prometheus::IntCounter,
+    ) -> bool {
+        match outbox.push_at(frame.clone(), self.now) {
+            Ok(backlog) => {
+                self.delivered += 1;
+                if backlog == Backlog::Busy && self.busy.is_none() {
+                    self.busy = Some(Arc::clone(outbox));
+                }
+                true
+            }
+            Err(err) => {
+                if err == PushError::Full {
+                    log::info!("channel {channel}: client {id} is a slow consumer");
+                    outbox.close(CloseCause::SlowConsumer);
+                    metrics::SLOW_CONSUMERS.inc();
+                }
+                dropped.inc();
+                false
+            }
+        }
+    }
 }
 
 /// Timers longer than this are re-armed in steps, so huge timeouts never overflow an `Instant`.
@@ -192,13 +229,15 @@ impl Channel {
             owner,
             relay,
             remote_batch: HashMap::new(),
-            now: Instant::now(),
-            delivered: 0,
+            round: Round {
+                now: Instant::now(),
+                delivered: 0,
+                busy: None,
+            },
             counters: PatternCounters::new(spec.pattern.as_str()),
             spec,
             stats,
             registry,
-            busy: None,
             closed: false,
         }
     }
@@ -291,33 +330,25 @@ impl Channel {
             }
             Some(Sink::Local(outbox)) => Arc::clone(outbox),
         };
-        match outbox.push_at(frame.clone(), self.now) {
-            Ok(backlog) => {
-                self.delivered += 1;
-                if backlog == Backlog::Busy && self.busy.is_none() {
-                    self.busy = Some(outbox);
-                }
-            }
-            Err(PushError::Full) => {
-                log::info!("channel {}: client {} is a slow consumer", self.id, to);
-                outbox.close(CloseCause::SlowConsumer);
-                metrics::SLOW_CONSUMERS.inc();
-                self.counters.dropped.inc();
-                self.remove(&to.clone());
-            }
-            Err(PushError::Closed) => {
-                self.counters.dropped.inc();
-                self.remove(&to.clone());
-            }
+        if !self
+            .round
+            .push(&self.id, to, &outbox, frame, &self.counters.dropped)
+        {
+            self.remove(to);
+        }
+    }
+
+    /// Adds the local deliveries of the message just routed to the counter, once.
+    fn count_delivered(&mut self) {
+        if self.round.delivered > 0 {
+            self.counters.messages_out.inc_by(self.round.delivered);
+            self.round.delivered = 0;
         }
     }
 
     /// Sends the frame once to each node that has recipients of it, and counts deliveries.
     fn flush_remote(&mut self, frame: &Bytes) {
-        if self.delivered > 0 {
-            self.counters.messages_out.inc_by(self.delivered);
-            self.delivered = 0;
-        }
+        self.count_delivered();
         for (node, to) in self.remote_batch.drain() {
             self.counters.messages_out.inc_by(to.len() as u64);
             let record = Record::Deliver {
@@ -340,34 +371,27 @@ impl Channel {
                 // Walk the clients directly (no per-recipient lookup or id copies); remove
                 // the ones that turned out slow or gone afterwards.
                 let mut gone: Vec<ClientId> = Vec::new();
-                for (id, sink) in &self.clients {
+                let Channel {
+                    id: channel,
+                    clients,
+                    remote_batch,
+                    round,
+                    counters,
+                    ..
+                } = self;
+                for (id, sink) in clients.iter() {
                     if skip_sender && (Arc::ptr_eq(id, from) || id == from) {
                         continue;
                     }
                     match sink {
                         Sink::Remote(node) => {
-                            self.remote_batch.entry(*node).or_default().push(id.clone())
+                            remote_batch.entry(*node).or_default().push(id.clone())
                         }
-                        Sink::Local(outbox) => match outbox.push_at(frame.clone(), self.now) {
-                            Ok(backlog) => {
-                                self.delivered += 1;
-                                if backlog == Backlog::Busy && self.busy.is_none() {
-                                    self.busy = Some(Arc::clone(outbox));
-                                }
-                            }
-                            Err(err) => {
-                                if err == PushError::Full {
-                                    log::info!(
-                                        "channel {}: client {id} is a slow consumer",
-                                        self.id
-                                    );
-                                    outbox.close(CloseCause::SlowConsumer);
-                                    metrics::SLOW_CONSUMERS.inc();
-                                }
-                                self.counters.dropped.inc();
+                        Sink::Local(outbox) => {
+                            if !round.push(channel, id, outbox, &frame, &counters.dropped) {
                                 gone.push(id.clone());
                             }
-                        },
+                        }
                     }
                 }
                 for id in &gone {
@@ -389,7 +413,7 @@ impl Channel {
     /// drains once (at most `MAX_PACING_WAIT`). Senders meanwhile find the mailbox full and
     /// stop reading their sockets: TCP backpressure instead of a dropped fast reader.
     fn pace(&mut self, ctx: &mut Context<Self>) {
-        if let Some(outbox) = self.busy.take() {
+        if let Some(outbox) = self.round.busy.take() {
             ctx.wait(
                 async move {
                     let _ = tokio::time::timeout(MAX_PACING_WAIT, outbox.drain()).await;
@@ -526,8 +550,8 @@ impl Handler<Publish> for Channel {
         let Some(sink) = self.clients.get(&msg.from) else {
             return; // already removed (slow consumer, closing)
         };
-        self.now = Instant::now();
-        self.stats.touch(self.now);
+        self.round.now = Instant::now();
+        self.stats.touch(self.round.now);
         match (self.owner, sink) {
             (Some(owner), _) => {
                 // A proxy: the owner sequences. Its clients' activity reaches the owner's timer.
@@ -552,15 +576,14 @@ impl Handler<DeliverLocal> for Channel {
     type Result = ();
 
     fn handle(&mut self, msg: DeliverLocal, ctx: &mut Context<Self>) {
-        self.now = Instant::now();
+        self.round.now = Instant::now();
         for to in &msg.to {
             if let Some(Sink::Local(_)) = self.clients.get(to) {
                 self.deliver(to, &msg.frame);
             }
         }
         self.remote_batch.clear();
-        self.counters.messages_out.inc_by(self.delivered);
-        self.delivered = 0;
+        self.count_delivered();
         self.pace(ctx);
     }
 }

@@ -50,7 +50,7 @@ async fn run(config: Arc<Config>) -> Result<(), String> {
         api: format!("{}:{}", config.domain, config.public_api_port),
         peer: format!("{}:{}", config.domain, config.node_port),
     };
-    metrics::init_standalone();
+    metrics::init();
     // Raft ticks and peer links get threads of their own, so channel traffic cannot delay
     // heartbeats (a late heartbeat costs a leader election).
     let raft_arbiter = Arbiter::new();

@@ -105,7 +105,7 @@ impl PatternCounters {
 }
 
 /// Touches every metric so `/metrics` lists them all from the start.
-pub fn init_standalone() {
+pub fn init() {
     for m in [
         &*CHANNELS,
         &*CLIENTS,
@@ -116,7 +116,10 @@ pub fn init_standalone() {
         m.set(m.get());
     }
     SLOW_CONSUMERS.inc_by(0);
-    CLUSTER_ROLE.with_label_values(&["leader"]).set(1);
+    // The Raft node sets the real role on its first Ready.
+    for role in ["leader", "follower", "candidate", "learner"] {
+        CLUSTER_ROLE.with_label_values(&[role]).set(0);
+    }
     for p in crate::actors::pattern::Pattern::ALL {
         PatternCounters::new(p.as_str());
     }

@@ -120,7 +120,7 @@ pub fn init() {
     for role in ["leader", "follower", "candidate", "learner"] {
         CLUSTER_ROLE.with_label_values(&[role]).set(0);
     }
-    for p in crate::actors::pattern::Pattern::ALL {
+    for p in crate::model::Pattern::ALL {
         PatternCounters::new(p.as_str());
     }
 }

@@ -1,7 +1,7 @@
 //! The channel actor: owns one channel's clients (their outboxes and join order), applies the
 //! pattern to every message, and runs the inactivity timer. All of a channel's traffic is
 //! sequenced by one actor in the cluster — on the channel's owner node; on other nodes the
-//! actor is a proxy that forwards its clients to the owner (`cluster/relay.rs`).
+//! actor is a proxy that forwards its clients to the owner (through `Peers`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,29 +11,14 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_http::ws::OpCode;
 use bytes::Bytes;
-use bytestring::ByteString;
 
 use super::outbox::{encode, Backlog, Outbox, PushError};
-use super::pattern::{route, ClientQueue, Kind, Pattern, Targets};
-use super::registry::{ChannelIdle, Registry};
+use super::pattern::{route, ClientQueue, Kind, Targets};
+use super::peers::Peers;
 use super::subprotocol::{self, Envelope, EnvelopeError};
-use crate::cluster::relay::{Record, Relay};
 use crate::error::CloseCause;
 use crate::metrics::{self, PatternCounters};
-
-/// A client id: a UUID string, cheap to clone.
-pub type ClientId = Arc<str>;
-
-/// A channel's configuration, fixed at creation.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ChannelSpec {
-    pub pattern: Pattern,
-    /// `-1` = no limit.
-    pub client_limit: i64,
-    /// Milliseconds; `-1` = never.
-    pub timeout: i64,
-    pub include_sender: bool,
-}
+use crate::model::{ChannelSpec, ClientId, Data, JoinRefused};
 
 /// Live numbers the REST API reads without asking the actor (lists stay cheap).
 #[derive(Debug)]
@@ -79,26 +64,11 @@ impl Default for ChannelStats {
     }
 }
 
-/// One message's payload; text stays text, binary stays binary.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Data {
-    Text(ByteString),
-    Binary(Bytes),
-}
-
 #[derive(Message)]
 #[rtype(result = "Result<(), JoinRefused>")]
 pub struct Join {
     pub id: ClientId,
     pub outbox: Arc<Outbox>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JoinRefused {
-    LimitReached(i64),
-    Closed,
-    /// The owner node could not be reached.
-    Unavailable,
 }
 
 /// A client of another node joins this (owner) channel.
@@ -142,6 +112,13 @@ pub struct Publish {
     pub data: Data,
 }
 
+/// Sent to the registry when the inactivity timeout passed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ChannelIdle {
+    pub id: String,
+}
+
 /// Close every client with `cause` and stop (delete, reset, shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -155,13 +132,13 @@ pub struct Channel {
     clients: HashMap<ClientId, Sink>,
     /// `None` when this node sequences the channel, else the owner's node id.
     owner: Option<u64>,
-    relay: Arc<Relay>,
+    peers: Arc<dyn Peers>,
     /// Remote recipients of the message being routed, grouped by node.
     remote_batch: HashMap<u64, Vec<ClientId>>,
     /// Bookkeeping of the message being routed.
     round: Round,
     stats: Arc<ChannelStats>,
-    registry: Addr<Registry>,
+    idle: Recipient<ChannelIdle>,
     counters: PatternCounters,
     closed: bool,
 }
@@ -218,16 +195,16 @@ impl Channel {
         id: String,
         spec: ChannelSpec,
         stats: Arc<ChannelStats>,
-        registry: Addr<Registry>,
+        idle: Recipient<ChannelIdle>,
         owner: Option<u64>,
-        relay: Arc<Relay>,
+        peers: Arc<dyn Peers>,
     ) -> Channel {
         Channel {
             id,
             queue: ClientQueue::default(),
             clients: HashMap::new(),
             owner,
-            relay,
+            peers,
             remote_batch: HashMap::new(),
             round: Round {
                 now: Instant::now(),
@@ -237,7 +214,7 @@ impl Channel {
             counters: PatternCounters::new(spec.pattern.as_str()),
             spec,
             stats,
-            registry,
+            idle,
             closed: false,
         }
     }
@@ -252,7 +229,7 @@ impl Channel {
             if act.stats.countdown(act.spec.timeout) == 0 {
                 // The registry turns this into one replicated delete; the commit closes us
                 // with 4001. Until then keep checking (e.g. while the cluster has no leader).
-                act.registry.do_send(ChannelIdle { id: act.id.clone() });
+                act.idle.do_send(ChannelIdle { id: act.id.clone() });
                 ctx.run_later(IDLE_RECHECK, |act, ctx| act.arm_timer(ctx));
             } else {
                 act.arm_timer(ctx);
@@ -309,11 +286,7 @@ impl Channel {
             if let Sink::Local(_) = sink {
                 metrics::CLIENTS.dec();
                 if let Some(owner) = self.owner {
-                    let leave = Record::Leave {
-                        channel: self.id.clone(),
-                        client: id.clone(),
-                    };
-                    self.relay.send(owner, &leave);
+                    self.peers.leave(owner, &self.id, id.clone());
                 }
             }
         }
@@ -351,12 +324,7 @@ impl Channel {
         self.count_delivered();
         for (node, to) in self.remote_batch.drain() {
             self.counters.messages_out.inc_by(to.len() as u64);
-            let record = Record::Deliver {
-                channel: self.id.clone(),
-                to,
-                frame: frame.clone(),
-            };
-            if !self.relay.send(node, &record) {
+            if !self.peers.deliver(node, &self.id, to, frame.clone()) {
                 self.counters.dropped.inc();
             }
         }
@@ -466,20 +434,16 @@ impl Channel {
         outbox: Arc<Outbox>,
     ) -> ResponseActFuture<Self, Result<(), JoinRefused>> {
         self.add(id.clone(), Sink::Local(outbox));
-        let (relay, channel, client) = (Arc::clone(&self.relay), self.id.clone(), id.clone());
-        Box::pin(
-            async move { relay.join(owner, &channel, &client).await }
-                .into_actor(self)
-                .map(move |res, act, _| {
-                    if res.is_err() {
-                        if let Some(Sink::Local(_)) = act.clients.remove(&id) {
-                            metrics::CLIENTS.dec();
-                        }
-                        act.update_count();
-                    }
-                    res
-                }),
-        )
+        let join = Arc::clone(&self.peers).join(owner, self.id.clone(), id.clone());
+        Box::pin(join.into_actor(self).map(move |res, act, _| {
+            if res.is_err() {
+                if let Some(Sink::Local(_)) = act.clients.remove(&id) {
+                    metrics::CLIENTS.dec();
+                }
+                act.update_count();
+            }
+            res
+        }))
     }
 }
 
@@ -555,12 +519,7 @@ impl Handler<Publish> for Channel {
         match (self.owner, sink) {
             (Some(owner), _) => {
                 // A proxy: the owner sequences. Its clients' activity reaches the owner's timer.
-                let record = Record::Publish {
-                    channel: self.id.clone(),
-                    from: msg.from,
-                    data: msg.data,
-                };
-                if !self.relay.send(owner, &record) {
+                if !self.peers.publish(owner, &self.id, msg.from, msg.data) {
                     self.counters.dropped.inc();
                 }
             }
@@ -616,9 +575,9 @@ impl Handler<SetOwner> for Channel {
             Some(owner) => {
                 self.update_count();
                 for id in locals {
-                    let (relay, channel) = (Arc::clone(&self.relay), self.id.clone());
+                    let join = Arc::clone(&self.peers).join(owner, self.id.clone(), id.clone());
                     ctx.spawn(
-                        async move { relay.join(owner, &channel, &id).await.map_err(|e| (id, e)) }
+                        async move { join.await.map_err(|e| (id, e)) }
                             .into_actor(self)
                             .map(|res, act, _| {
                                 if let Err((id, e)) = res {

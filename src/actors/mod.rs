@@ -4,6 +4,7 @@
 pub mod channel;
 pub mod outbox;
 pub mod pattern;
+pub mod peers;
 pub mod registry;
 pub mod session;
 pub mod subprotocol;

@@ -1,56 +1,7 @@
 //! The five messaging patterns as pure functions: (pattern, sender, client queue, message kind)
 //! → who receives it. No I/O here, so the cluster can reuse it unchanged; unit-tested below.
 
-use std::fmt;
-use std::str::FromStr;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Pattern {
-    Echo,
-    PubSub,
-    PushPull,
-    ReqRepl,
-    FanInOut,
-}
-
-impl Pattern {
-    pub const ALL: [Pattern; 5] = [
-        Pattern::Echo,
-        Pattern::PubSub,
-        Pattern::PushPull,
-        Pattern::ReqRepl,
-        Pattern::FanInOut,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Pattern::Echo => "echo",
-            Pattern::PubSub => "pub-sub",
-            Pattern::PushPull => "push-pull",
-            Pattern::ReqRepl => "req-repl",
-            Pattern::FanInOut => "fan-in-out",
-        }
-    }
-
-    /// Whether messages follow the JSON request/reply subprotocol.
-    pub fn uses_envelope(self) -> bool {
-        matches!(self, Pattern::ReqRepl | Pattern::FanInOut)
-    }
-}
-
-impl fmt::Display for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Pattern {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        Pattern::ALL.into_iter().find(|p| p.as_str() == s).ok_or(())
-    }
-}
+pub use crate::model::Pattern;
 
 /// What a message is, as far as routing cares.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,12 +7,11 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::channel::{Channel, ChannelStats, CloseChannel, SetOwner};
-use crate::cluster::node::{Propose, RaftNode};
-use crate::cluster::relay::Relay;
-use crate::cluster::state::{ChannelRecord, Command, DeleteCause, Member};
+use super::channel::{Channel, ChannelIdle, ChannelStats, CloseChannel, SetOwner};
+use super::peers::Peers;
 use crate::error::CloseCause;
 use crate::metrics;
+use crate::model::{ChannelRecord, DeleteCause, Member};
 
 /// What the REST API knows about a channel without asking its actor.
 #[derive(Debug)]
@@ -59,17 +58,16 @@ pub struct List;
 #[rtype(result = "usize")]
 pub struct Shutdown;
 
-/// Sent by a channel whose inactivity timeout passed.
+/// The registry asks the cluster to delete a channel that timed out; the commit (`Mirror`)
+/// then closes it on every node.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct ChannelIdle {
-    pub id: String,
-}
+pub struct DeleteIdle(pub String);
 
-/// Tells the registry where to send delete proposals.
+/// Tells the registry where to send delete requests (the cluster's Raft node).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetCluster(pub Addr<RaftNode>);
+pub struct SetCluster(pub Recipient<DeleteIdle>);
 
 pub struct Registry {
     channels: HashMap<String, ChannelHandle>,
@@ -77,8 +75,8 @@ pub struct Registry {
     next_arbiter: usize,
     node_id: u64,
     members: BTreeSet<u64>,
-    relay: Arc<Relay>,
-    cluster: Option<Addr<RaftNode>>,
+    peers: Arc<dyn Peers>,
+    cluster: Option<Recipient<DeleteIdle>>,
     shutting_down: bool,
 }
 
@@ -98,14 +96,14 @@ pub fn owner_of(channel: &str, members: &BTreeSet<u64>) -> Option<u64> {
 }
 
 impl Registry {
-    pub fn new(arbiters: Vec<ArbiterHandle>, node_id: u64, relay: Arc<Relay>) -> Registry {
+    pub fn new(arbiters: Vec<ArbiterHandle>, node_id: u64, peers: Arc<dyn Peers>) -> Registry {
         Registry {
             channels: HashMap::new(),
             arbiters,
             next_arbiter: 0,
             node_id,
             members: BTreeSet::new(),
-            relay,
+            peers,
             cluster: None,
             shutting_down: false,
         }
@@ -123,10 +121,10 @@ impl Registry {
             info.record.id.clone(),
             info.record.spec.clone(),
             Arc::clone(&info.stats),
-            ctx.address(),
+            ctx.address().recipient(),
         );
-        let (owner, relay) = (self.remote_owner(&id), Arc::clone(&self.relay));
-        let make = move |_: &mut Context<Channel>| Channel::new(id, spec, stats, me, owner, relay);
+        let (owner, peers) = (self.remote_owner(&id), Arc::clone(&self.peers));
+        let make = move |_: &mut Context<Channel>| Channel::new(id, spec, stats, me, owner, peers);
         let addr = if self.arbiters.is_empty() {
             Channel::create(make)
         } else {
@@ -216,7 +214,6 @@ impl Handler<Mirror> for Registry {
                 }
             }
             Mirror::Members(members) => {
-                self.relay.set_members(&members);
                 let ids: BTreeSet<u64> = members.iter().map(|m| m.id).collect();
                 if ids != self.members {
                     self.members = ids;
@@ -288,10 +285,7 @@ impl Handler<ChannelIdle> for Registry {
         }
         if let Some(cluster) = &self.cluster {
             log::info!("channel {} is idle past its timeout; deleting", msg.id);
-            cluster.do_send(Propose(Command::DeleteChannel {
-                id: msg.id,
-                cause: DeleteCause::TimedOut,
-            }));
+            cluster.do_send(DeleteIdle(msg.id));
         }
     }
 }

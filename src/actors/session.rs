@@ -12,9 +12,10 @@ use actix_web::error::PayloadError;
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 
-use super::channel::{Channel, ClientId, Data, Leave, Publish};
+use super::channel::{Channel, Leave, Publish};
 use super::outbox::{encode, Outbox};
 use crate::error::CloseCause;
+use crate::model::{ClientId, Data};
 
 /// Per-connection limits, from the configuration.
 #[derive(Debug, Clone, Copy)]

@@ -12,8 +12,8 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error};
 use serde_json::Value;
 
-use super::body;
 use super::AppState;
+use crate::body;
 use crate::config::AuthRule;
 use crate::error::ApiError;
 use crate::token;

@@ -7,13 +7,15 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::{body, spec, AppState};
-use crate::actors::channel::{ChannelSpec, ChannelStats};
+use super::{spec, AppState};
+use crate::actors::channel::ChannelStats;
 use crate::actors::registry::{ChannelHandle, ChannelInfo, Get, List};
+use crate::body;
 use crate::cluster::node::{CatchUp, Propose, ProposeError};
 use crate::cluster::relay::Live;
-use crate::cluster::state::{Applied, ChannelRecord, Command, DeleteCause};
+use crate::cluster::state::{Applied, Command};
 use crate::error::ApiError;
+use crate::model::{ChannelRecord, ChannelSpec, DeleteCause};
 use crate::token;
 
 fn local_live(stats: &ChannelStats) -> Live {

@@ -11,10 +11,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::channels::{self, channel_id};
 use super::AppState;
-use crate::actors::channel::{ClientId, Join, JoinRefused};
+use crate::actors::channel::Join;
 use crate::actors::outbox::Outbox;
 use crate::actors::session::Session;
 use crate::error::ApiError;
+use crate::model::{ClientId, JoinRefused};
 use crate::token;
 
 pub async fn connect(

@@ -2,7 +2,6 @@
 //! 405 fallbacks, the auth middleware, and binding with or without TLS (OpenSSL).
 
 pub mod auth;
-pub mod body;
 pub mod channels;
 pub mod cluster;
 pub mod connect;
@@ -22,9 +21,9 @@ use crate::actors::registry::Registry;
 use crate::actors::session::SessionLimits;
 use crate::cluster::node::RaftNode;
 use crate::cluster::relay::Relay;
-use crate::cluster::state::Member;
 use crate::config::{Config, Tls};
 use crate::error::ApiError;
+use crate::model::Member;
 
 pub struct AppState {
     pub config: Arc<Config>,

@@ -5,10 +5,9 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Number, Value};
 
-use crate::actors::channel::ChannelSpec;
-use crate::actors::pattern::Pattern;
 use crate::config::MAX_SAFE_INTEGER;
 use crate::error::ApiError;
+use crate::model::{ChannelSpec, Pattern};
 
 /// The default inactivity timeout: one day.
 pub const DEFAULT_TIMEOUT_MS: i64 = 86_400_000;

@@ -10,8 +10,8 @@ use actix::Addr;
 use serde_json::Value;
 
 use super::node::{Bootstrap, GetView, RaftNode, RemoveMember, ResetToJoin};
-use super::state::Member;
 use super::transport;
+use crate::model::Member;
 
 /// How long the designated first node may be unreachable before the smallest reachable
 /// address starts the cluster instead.

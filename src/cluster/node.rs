@@ -3,6 +3,7 @@
 //! to `ClusterState` and mirrored into the local `Registry`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -14,11 +15,13 @@ use raft::prelude::{
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
 
-use super::state::{Applied, ClusterState, Command, Member};
+use super::relay::Relay;
+use super::state::{Applied, ClusterState, Command};
 use super::storage::WrsStorage;
 use super::transport::{PeerSender, SendBatch};
-use crate::actors::registry::{Mirror, Registry};
+use crate::actors::registry::{DeleteIdle, Mirror, Registry};
 use crate::metrics;
+use crate::model::{DeleteCause, Member};
 
 /// Raft timing and limits, from the configuration.
 #[derive(Debug, Clone)]
@@ -136,6 +139,7 @@ pub struct RaftNode {
     /// Peer addresses learned from incoming traffic before the state names them.
     learned: HashMap<u64, String>,
     registry: Addr<Registry>,
+    relay: Arc<Relay>,
     /// This actor's own address, for the peer senders' reports.
     myself: Option<Addr<RaftNode>>,
     settings: RaftSettings,
@@ -163,7 +167,12 @@ fn logger() -> slog::Logger {
 }
 
 impl RaftNode {
-    pub fn new(me: Member, registry: Addr<Registry>, settings: RaftSettings) -> RaftNode {
+    pub fn new(
+        me: Member,
+        registry: Addr<Registry>,
+        relay: Arc<Relay>,
+        settings: RaftSettings,
+    ) -> RaftNode {
         let storage = WrsStorage::empty();
         let logger = logger();
         let raw = RawNode::new(&raft_config(me.id, &settings), storage.clone(), &logger)
@@ -184,6 +193,7 @@ impl RaftNode {
             peers: HashMap::new(),
             learned: HashMap::new(),
             registry,
+            relay,
             myself: None,
             settings,
             logger,
@@ -200,14 +210,25 @@ impl RaftNode {
         self.storage = storage;
         self.conf_state = self.raw.raft.prs().conf().to_conf_state();
         self.applied = applied;
-        self.registry
-            .do_send(Mirror::Install(state.channels.values().cloned().collect()));
-        self.registry
-            .do_send(Mirror::Members(state.members.values().cloned().collect()));
         self.state = state;
+        self.mirror_all();
         for (_, (_, tx)) in self.waiters.drain() {
             let _ = tx.send(Err(ProposeError::Dropped));
         }
+    }
+
+    /// The whole state replaced (bootstrap, reset, snapshot): the registry follows.
+    fn mirror_all(&self) {
+        let channels = self.state.channels.values().cloned().collect();
+        self.registry.do_send(Mirror::Install(channels));
+        self.mirror_members();
+    }
+
+    /// Members decide which node owns each channel and where the relay's links go.
+    fn mirror_members(&self) {
+        let members: Vec<Member> = self.state.members.values().cloned().collect();
+        self.relay.set_members(&members);
+        self.registry.do_send(Mirror::Members(members));
     }
 
     fn leader(&self) -> Option<u64> {
@@ -344,11 +365,8 @@ impl RaftNode {
                 );
                 self.conf_state = meta.get_conf_state().clone();
                 self.applied = meta.index;
-                self.registry
-                    .do_send(Mirror::Install(state.channels.values().cloned().collect()));
-                self.registry
-                    .do_send(Mirror::Members(state.members.values().cloned().collect()));
                 self.state = state;
+                self.mirror_all();
                 self.started = true;
             }
             Err(e) => log::error!("raft: snapshot data is unreadable: {e}"),
@@ -459,9 +477,7 @@ impl RaftNode {
                 }
             }
         }
-        self.registry.do_send(Mirror::Members(
-            self.state.members.values().cloned().collect(),
-        ));
+        self.mirror_members();
         if let Some(tx) = waiter {
             let _ = tx.send(Ok(Applied::NotFound));
         }
@@ -661,6 +677,19 @@ impl Handler<Propose> for RaftNode {
         self.waiters.insert(seq, (Instant::now(), tx));
         self.on_ready(ctx);
         Self::wait_for(rx)
+    }
+}
+
+impl Handler<DeleteIdle> for RaftNode {
+    type Result = ();
+
+    fn handle(&mut self, msg: DeleteIdle, ctx: &mut Context<Self>) {
+        let cmd = Command::DeleteChannel {
+            id: msg.0,
+            cause: DeleteCause::TimedOut,
+        };
+        // Nobody waits for the answer: the channel asks again until the delete commits.
+        drop(<Self as Handler<Propose>>::handle(self, Propose(cmd), ctx));
     }
 }
 

@@ -16,12 +16,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::state::Member;
 use super::transport::{wrong_secret, SECRET_HEADER};
-use crate::actors::channel::{
-    ClientId, Data, DeliverLocal, JoinRefused, JoinRemote, Leave, Publish,
-};
+use crate::actors::channel::{DeliverLocal, JoinRemote, Leave, Publish};
+use crate::actors::peers::{JoinFuture, Peers};
 use crate::actors::registry::{Get, List, Registry};
+use crate::model::{ClientId, Data, JoinRefused, Member};
 
 /// Records waiting for one peer beyond this are dropped (and counted) rather than queued.
 const LINK_CAPACITY: usize = 1 << 16;
@@ -280,6 +279,34 @@ impl Relay {
             StatusCode::NOT_FOUND => Err(JoinRefused::Closed),
             _ => Err(JoinRefused::Unavailable),
         }
+    }
+}
+
+impl Peers for Relay {
+    fn publish(&self, owner: u64, channel: &str, from: ClientId, data: Data) -> bool {
+        let channel = channel.to_owned();
+        self.send(
+            owner,
+            &Record::Publish {
+                channel,
+                from,
+                data,
+            },
+        )
+    }
+
+    fn leave(&self, owner: u64, channel: &str, client: ClientId) -> bool {
+        let channel = channel.to_owned();
+        self.send(owner, &Record::Leave { channel, client })
+    }
+
+    fn deliver(&self, node: u64, channel: &str, to: Vec<ClientId>, frame: Bytes) -> bool {
+        let channel = channel.to_owned();
+        self.send(node, &Record::Deliver { channel, to, frame })
+    }
+
+    fn join(self: Arc<Self>, owner: u64, channel: String, client: ClientId) -> JoinFuture {
+        Box::pin(async move { Relay::join(&self, owner, &channel, &client).await })
     }
 }
 

@@ -5,31 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::actors::channel::ChannelSpec;
-
-/// A channel as the cluster agrees on it. The token itself is never replicated.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChannelRecord {
-    pub id: String,
-    pub spec: ChannelSpec,
-    pub token_hash: [u8; 32],
-    pub created_at_ms: u64,
-}
-
-/// A node's addresses: its public API (`WRS_DOMAIN:WRS_PUBLIC_API_PORT`) and its peer port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    pub id: u64,
-    pub api: String,
-    pub peer: String,
-}
-
-/// Why a channel is deleted; decides the close code its clients get.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum DeleteCause {
-    Deleted,
-    TimedOut,
-}
+use crate::model::{ChannelRecord, DeleteCause, Member};
 
 /// A state-changing command carried in a normal Raft entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -101,7 +77,7 @@ impl ClusterState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::actors::pattern::Pattern;
+    use crate::model::{ChannelSpec, Pattern};
 
     fn record(id: &str) -> ChannelRecord {
         ChannelRecord {

@@ -14,7 +14,7 @@ use raft::prelude::{Message as RaftMessage, MessageType};
 use serde_json::json;
 
 use super::node::{AddMember, ProposeError, RaftNode, SnapshotSent, Step, Unreachable};
-use super::state::Member;
+use crate::model::Member;
 use crate::token;
 
 /// The header that carries `WRS_CLUSTER_SECRET` on every peer request.
@@ -231,7 +231,7 @@ async fn raft_in(
     if let Some(res) = wrong_secret(&req, &state.secret) {
         return res;
     }
-    let body = match crate::api::body::read(&req, &mut payload, MAX_PEER_BODY).await {
+    let body = match crate::body::read(&req, &mut payload, MAX_PEER_BODY).await {
         Ok(b) => b,
         Err(e) => {
             return peer_error(

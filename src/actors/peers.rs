@@ -1,0 +1,26 @@
+//! What a channel needs from the other nodes of its cluster, as a trait: forward a client's
+//! message or leave to the channel's owner, hand frames to another node's clients, ask the
+//! owner to admit a client. The cluster layer implements it (`cluster::relay::Relay`), so the
+//! actors never name a cluster type and imports run one way: cluster → actors → model.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::model::{ClientId, Data, JoinRefused};
+
+/// The answer to a join at a remote owner; not `Send` (the HTTP client lives on one thread).
+pub type JoinFuture = Pin<Box<dyn Future<Output = Result<(), JoinRefused>>>>;
+
+pub trait Peers: Send + Sync {
+    /// A local client's message, for the owner to sequence. False if it could not be queued.
+    fn publish(&self, owner: u64, channel: &str, from: ClientId, data: Data) -> bool;
+    /// A local client went away; the owner forgets it.
+    fn leave(&self, owner: u64, channel: &str, client: ClientId) -> bool;
+    /// One encoded frame for clients of `node` (sent once per node, not per client).
+    fn deliver(&self, node: u64, channel: &str, to: Vec<ClientId>, frame: Bytes) -> bool;
+    /// Asks the owner to admit `client` (existence and the cluster-wide client limit).
+    fn join(self: Arc<Self>, owner: u64, channel: String, client: ClientId) -> JoinFuture;
+}

@@ -1,0 +1,114 @@
+//! Plain data every layer shares: what a channel is (`ChannelSpec`, `Pattern`,
+//! `ChannelRecord`), who is in it (`ClientId`), what travels (`Data`), who the nodes are
+//! (`Member`), and the typed JSON views of REST and peer bodies. No behaviour beyond parsing
+//! and naming, and no imports from the rest of the crate: it is the floor everything stands on.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use bytestring::ByteString;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pattern {
+    Echo,
+    PubSub,
+    PushPull,
+    ReqRepl,
+    FanInOut,
+}
+
+impl Pattern {
+    pub const ALL: [Pattern; 5] = [
+        Pattern::Echo,
+        Pattern::PubSub,
+        Pattern::PushPull,
+        Pattern::ReqRepl,
+        Pattern::FanInOut,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pattern::Echo => "echo",
+            Pattern::PubSub => "pub-sub",
+            Pattern::PushPull => "push-pull",
+            Pattern::ReqRepl => "req-repl",
+            Pattern::FanInOut => "fan-in-out",
+        }
+    }
+
+    /// Whether messages follow the JSON request/reply subprotocol.
+    pub fn uses_envelope(self) -> bool {
+        matches!(self, Pattern::ReqRepl | Pattern::FanInOut)
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Pattern {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Pattern::ALL.into_iter().find(|p| p.as_str() == s).ok_or(())
+    }
+}
+
+/// A client id: a UUID string, cheap to clone.
+pub type ClientId = Arc<str>;
+
+/// A channel's configuration, fixed at creation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelSpec {
+    pub pattern: Pattern,
+    /// `-1` = no limit.
+    pub client_limit: i64,
+    /// Milliseconds; `-1` = never.
+    pub timeout: i64,
+    pub include_sender: bool,
+}
+
+/// One message's payload; text stays text, binary stays binary.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Data {
+    Text(ByteString),
+    Binary(Bytes),
+}
+
+/// Why a channel (on this node or at its owner) did not admit a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinRefused {
+    LimitReached(i64),
+    Closed,
+    /// The owner node could not be reached.
+    Unavailable,
+}
+
+/// A channel as the cluster agrees on it. The token itself is never replicated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelRecord {
+    pub id: String,
+    pub spec: ChannelSpec,
+    pub token_hash: [u8; 32],
+    pub created_at_ms: u64,
+}
+
+/// A node's addresses: its public API (`WRS_DOMAIN:WRS_PUBLIC_API_PORT`) and its peer port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: u64,
+    pub api: String,
+    pub peer: String,
+}
+
+/// Why a channel is deleted; decides the close code its clients get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeleteCause {
+    Deleted,
+    TimedOut,
+}

@@ -1,0 +1,158 @@
+//! Wires the parts into one running node: the registry and its channel arbiters, the Raft
+//! node and its relay, the peer port, the public API, discovery, and the orderly shutdown.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Arbiter};
+use actix_web::web;
+
+use crate::actors::registry::{Registry, SetCluster, Shutdown};
+use crate::api::{self, AppState};
+use crate::cluster::{
+    self,
+    node::{RaftNode, RaftSettings},
+};
+use crate::config::Config;
+use crate::metrics;
+use crate::model::Member;
+
+/// Runs one node until `stop` resolves (main passes SIGTERM/SIGINT; a test can pass any
+/// future), then leaves the cluster, closes clients with `1001` and returns.
+pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<(), String> {
+    // Channel actors live on their own arbiters, away from the HTTP workers' threads.
+    let arbiters: Vec<Arbiter> = (0..config.workers.clamp(1, 8))
+        .map(|_| Arbiter::new())
+        .collect();
+    let me = Member {
+        id: cluster::random_node_id(),
+        api: format!("{}:{}", config.domain, config.public_api_port),
+        peer: format!("{}:{}", config.domain, config.node_port),
+    };
+    metrics::init();
+    // Raft ticks and peer links get threads of their own, so channel traffic cannot delay
+    // heartbeats (a late heartbeat costs a leader election).
+    let raft_arbiter = Arbiter::new();
+    let relay_arbiter = Arbiter::new();
+    let relay =
+        cluster::relay::Relay::new(me.id, config.cluster_secret.clone(), relay_arbiter.handle());
+    let registry = Registry::new(
+        arbiters.iter().map(Arbiter::handle).collect(),
+        me.id,
+        Arc::clone(&relay) as Arc<dyn crate::actors::peers::Peers>,
+    )
+    .start();
+    let raft = {
+        let (me, registry, settings) = (me.clone(), registry.clone(), raft_settings(&config));
+        let relay = Arc::clone(&relay);
+        RaftNode::start_in_arbiter(&raft_arbiter.handle(), move |_| {
+            RaftNode::new(me, registry, relay, settings)
+        })
+    };
+    registry.do_send(SetCluster(raft.clone().recipient()));
+    if config.cluster_secret.is_none() {
+        log::warn!(
+            "WRS_CLUSTER_SECRET is not set: the peer port {} accepts any caller",
+            config.node_port
+        );
+    }
+    let peer_server = cluster::transport::serve(
+        &config.bind,
+        config.node_port,
+        raft.clone(),
+        registry.clone(),
+        config.cluster_secret.clone(),
+    )
+    .map_err(|e| {
+        format!(
+            "WRS_NODE_PORT: cannot listen on {}:{}: {e}",
+            config.bind, config.node_port
+        )
+    })?;
+    let peer_handle = peer_server.handle();
+    actix_rt::spawn(peer_server);
+
+    let state = web::Data::new(AppState::new(
+        Arc::clone(&config),
+        registry.clone(),
+        raft.clone(),
+        relay,
+        me.clone(),
+    ));
+    let shutting_down = Arc::clone(&state.shutting_down);
+    let server = api::serve(state)?;
+    let handle = server.handle();
+    log::info!(
+        "wrs node {} listening on {}://{}:{} (peers on port {}) — open {}://{}:{}/client in a browser",
+        me.id,
+        config.http_scheme(),
+        config.bind,
+        config.api_port,
+        config.node_port,
+        config.http_scheme(),
+        if config.bind == "0.0.0.0" { "127.0.0.1" } else { &config.bind },
+        config.api_port
+    );
+    if config.auth {
+        log::info!("API auth is on ({} rules)", config.auth_rules.len());
+    }
+    let own: BTreeSet<String> = cluster::membership::resolve(std::slice::from_ref(&me.api))
+        .into_iter()
+        .chain([me.api.clone()])
+        .collect();
+    actix_rt::spawn(cluster::membership::discover(
+        config.join.clone(),
+        cluster::membership::ApiAccess {
+            scheme: config.http_scheme().to_owned(),
+            token: config.auth.then(|| config.auth_token.clone()),
+        },
+        me.clone(),
+        own,
+        raft.clone(),
+        config.cluster_secret.clone(),
+    ));
+
+    let stop = async move {
+        stop.await;
+        log::info!("shutting down: leaving the cluster, closing clients with 1001");
+        shutting_down.store(true, Ordering::Relaxed);
+        cluster::membership::leave(&raft, me.id, Duration::from_secs(3)).await;
+        let closed = registry.send(Shutdown).await.unwrap_or(0);
+        log::info!("closed {closed} channels");
+        // Give the writers a moment to put the close frames on the wire.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        peer_handle.stop(false).await;
+        handle.stop(true).await;
+    };
+    let server_task = actix_rt::spawn(server);
+    stop.await;
+    let timeout = config.shutdown_timeout + Duration::from_secs(1);
+    if tokio::time::timeout(timeout, server_task).await.is_err() {
+        log::warn!("server did not stop within {timeout:?}; exiting anyway");
+    }
+    for arbiter in arbiters.into_iter().chain([raft_arbiter, relay_arbiter]) {
+        arbiter.stop();
+    }
+    log::info!("bye");
+    Ok(())
+}
+
+fn raft_settings(config: &Config) -> RaftSettings {
+    let tick = Duration::from_millis(100);
+    let ticks = |d: Duration| ((d.as_millis() / tick.as_millis()) as usize).max(1);
+    let heartbeat_ticks = ticks(config.node_heartbeat);
+    let min_election_ticks = ticks(config.node_min_election_timeout).max(heartbeat_ticks + 1);
+    RaftSettings {
+        tick,
+        heartbeat_ticks,
+        min_election_ticks,
+        max_election_ticks: ticks(config.node_max_election_timeout).max(min_election_ticks + 1),
+        snapshot_length: config.node_snapshot_length,
+        max_channels: config.max_channels,
+        propose_timeout: Duration::from_secs(5),
+        cluster_secret: config.cluster_secret.clone(),
+    }
+}

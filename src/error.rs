@@ -149,3 +149,60 @@ impl CloseCause {
         }
     }
 }
+
+/// Every error the peer port answers, as `wire::ErrorBody` JSON (the peer reads it back).
+#[derive(Debug, Error)]
+pub enum PeerError {
+    #[error("wrong or missing cluster secret")]
+    Unauthorized,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no such channel")]
+    ChannelNotFound,
+    #[error("client limit reached")]
+    ClientLimitReached(i64),
+    #[error("not the leader")]
+    NotLeader(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl PeerError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            PeerError::Unauthorized => "unauthorized",
+            PeerError::BadRequest(_) => "bad_request",
+            PeerError::ChannelNotFound => "channel_not_found",
+            PeerError::ClientLimitReached(_) => "client_limit_reached",
+            PeerError::NotLeader(_) => "not_leader",
+            PeerError::Unavailable(_) => "unavailable",
+            PeerError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl ResponseError for PeerError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            PeerError::Unauthorized => StatusCode::UNAUTHORIZED,
+            PeerError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            PeerError::ChannelNotFound => StatusCode::NOT_FOUND,
+            PeerError::ClientLimitReached(_) => StatusCode::CONFLICT,
+            PeerError::NotLeader(_) => StatusCode::MISDIRECTED_REQUEST,
+            PeerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            PeerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut body = json!({ "message": self.to_string(), "error": self.code() });
+        match self {
+            PeerError::ClientLimitReached(limit) => body["limit"] = json!(limit),
+            PeerError::NotLeader(leader) => body["leader"] = json!(leader),
+            _ => {}
+        }
+        HttpResponse::build(self.status_code()).json(body)
+    }
+}

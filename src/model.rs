@@ -112,3 +112,44 @@ pub enum DeleteCause {
     Deleted,
     TimedOut,
 }
+
+/// A channel's live numbers as its owner sees them (a proxy node asks the owner for them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Live {
+    pub clients: u64,
+    pub idle_ms: u64,
+}
+
+/// `GET /cluster`'s `data`: this node and every member as this node sees them. Discovery
+/// reads the same type from other nodes, so both ends agree on the field names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterBody {
+    pub id: u64,
+    pub address: String,
+    pub leader: Option<u64>,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub nodes: Vec<NodeBody>,
+}
+
+/// One member in `GET /cluster`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeBody {
+    pub id: u64,
+    pub address: String,
+    pub peer: String,
+    pub role: String,
+}
+
+impl ClusterBody {
+    /// The leader's peer address, if a leader is known and listed.
+    pub fn leader_peer(&self) -> Option<&str> {
+        let leader = self.leader?;
+        self.nodes
+            .iter()
+            .find(|n| n.id == leader)
+            .map(|n| n.peer.as_str())
+    }
+}

@@ -37,8 +37,11 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
     // heartbeats (a late heartbeat costs a leader election).
     let raft_arbiter = Arbiter::new();
     let relay_arbiter = Arbiter::new();
-    let relay =
-        cluster::relay::Relay::new(me.id, config.cluster_secret.clone(), relay_arbiter.handle());
+    let relay = cluster::relay::Relay::new(
+        me.clone(),
+        config.cluster_secret.clone(),
+        relay_arbiter.handle(),
+    );
     let registry = Registry::new(
         arbiters.iter().map(Arbiter::handle).collect(),
         me.id,
@@ -59,7 +62,7 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
             config.node_port
         );
     }
-    let peer_server = cluster::transport::serve(
+    let peer_server = cluster::peer::server::serve(
         &config.bind,
         config.node_port,
         raft.clone(),

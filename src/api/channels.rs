@@ -12,10 +12,9 @@ use crate::actors::channel::ChannelStats;
 use crate::actors::registry::{ChannelHandle, ChannelInfo, Get, List};
 use crate::body;
 use crate::cluster::node::{CatchUp, Propose, ProposeError};
-use crate::cluster::relay::Live;
 use crate::cluster::state::{Applied, Command};
 use crate::error::ApiError;
-use crate::model::{ChannelRecord, ChannelSpec, DeleteCause};
+use crate::model::{ChannelRecord, ChannelSpec, DeleteCause, Live};
 use crate::token;
 
 fn local_live(stats: &ChannelStats) -> Live {

@@ -7,7 +7,7 @@ use super::AppState;
 use crate::actors::registry::List;
 use crate::cluster::membership;
 use crate::cluster::node::{GetView, ProposeError, RemoveMember};
-use crate::cluster::view_json;
+use crate::cluster::view_body;
 use crate::error::ApiError;
 
 fn mailbox(e: actix::MailboxError) -> ApiError {
@@ -16,7 +16,7 @@ fn mailbox(e: actix::MailboxError) -> ApiError {
 
 pub async fn view(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let view = state.cluster.send(GetView).await.map_err(mailbox)?;
-    Ok(HttpResponse::Ok().json(json!({ "data": view_json(&view) })))
+    Ok(HttpResponse::Ok().json(json!({ "data": view_body(&view) })))
 }
 
 pub async fn join(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -59,7 +59,7 @@ pub async fn join(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let view = state.cluster.send(GetView).await.map_err(mailbox)?;
     Ok(HttpResponse::Ok().json(json!({
         "message": format!("Joined the cluster of {address}"),
-        "data": view_json(&view),
+        "data": view_body(&view),
     })))
 }
 

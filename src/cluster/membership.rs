@@ -7,10 +7,11 @@ use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
-use serde_json::Value;
+use serde::Deserialize;
 
 use super::node::{Bootstrap, GetView, RaftNode, RemoveMember, ResetToJoin};
-use super::transport;
+use super::peer::client::{self, RequestError};
+use crate::model::ClusterBody;
 use crate::model::Member;
 
 /// How long the designated first node may be unreachable before the smallest reachable
@@ -47,21 +48,37 @@ async fn probe(api: &str, access: &ApiAccess) -> Result<(u64, Option<String>), S
     if !res.status().is_success() {
         return Err(format!("{api}: GET /cluster answered {}", res.status()));
     }
-    let body: Value = res
+    let body: Envelope = res
         .json()
         .limit(1 << 20)
         .await
-        .map_err(|e| format!("{api}: {e}"))?;
-    let data = &body["data"];
-    let id = data["id"]
-        .as_u64()
-        .ok_or_else(|| format!("{api}: not a wrs node"))?;
-    let leader_peer = data["leader"].as_u64().and_then(|leader| {
-        data["nodes"].as_array()?.iter().find_map(|n| {
-            (n["id"].as_u64() == Some(leader)).then(|| n["peer"].as_str().map(str::to_owned))?
-        })
-    });
-    Ok((id, leader_peer))
+        .map_err(|e| format!("{api}: not a wrs node ({e})"))?;
+    let leader_peer = body.data.leader_peer().map(str::to_owned);
+    Ok((body.data.id, leader_peer))
+}
+
+/// `GET /cluster`'s body.
+#[derive(Deserialize)]
+struct Envelope {
+    data: ClusterBody,
+}
+
+/// Asks the member whose peer port is `peer` to add `me`; follows redirects to the leader.
+pub async fn request_join(peer: &str, me: &Member, secret: Option<&str>) -> Result<(), String> {
+    let mut target = peer.to_owned();
+    for _ in 0..3 {
+        let answer: Result<serde_json::Value, _> =
+            client::post(&target, "/join", secret, me, Duration::from_secs(5)).await;
+        match answer {
+            Ok(_) => return Ok(()),
+            Err(RequestError::Refused(_, e)) if e.error == "not_leader" => match e.leader {
+                Some(leader) => target = leader,
+                None => return Err(format!("{target}: no leader known")),
+            },
+            Err(e) => return Err(format!("{target}: {e}")),
+        }
+    }
+    Err("too many leader redirects".into())
 }
 
 /// Intra-cluster discovery talks to peers' public API, which may use a self-signed cert.
@@ -111,7 +128,7 @@ pub async fn join_via(
     let leader_peer = leader_peer.ok_or_else(|| format!("{api} has no leader right now"))?;
     let _ = node.send(ResetToJoin).await;
     let result = async {
-        transport::request_join(&leader_peer, me, secret).await?;
+        request_join(&leader_peer, me, secret).await?;
         if wait_until_member(node, me.id, Duration::from_secs(10)).await {
             Ok(())
         } else {
@@ -156,7 +173,7 @@ pub async fn discover(
                 }
                 Ok((_, Some(leader_peer))) => {
                     let _ = node.send(ResetToJoin).await;
-                    match transport::request_join(&leader_peer, &me, secret.as_deref()).await {
+                    match request_join(&leader_peer, &me, secret.as_deref()).await {
                         Ok(())
                             if wait_until_member(&node, me.id, Duration::from_secs(10)).await =>
                         {

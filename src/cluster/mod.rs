@@ -1,17 +1,17 @@
 //! The cluster: a tikv raft-rs node (`node`) replicating channels and members (`state`,
-//! `storage`) over an HTTP peer transport (`transport`), and joining/leaving (`membership`).
+//! `storage`) over the peer wire (`peer`), the cross-node message path (`relay`), and
+//! joining/leaving (`membership`).
 //! A node started without `WRS_JOIN` is a cluster of one; the code path is the same.
 
 pub mod membership;
 pub mod node;
+pub mod peer;
 pub mod relay;
 pub mod state;
 pub mod storage;
-pub mod transport;
-
-use serde_json::{json, Value};
 
 use self::node::ClusterView;
+use crate::model::{ClusterBody, NodeBody};
 
 /// A random Raft id below 2^53, so JavaScript reads it exactly.
 pub fn random_node_id() -> u64 {
@@ -26,19 +26,23 @@ pub fn random_node_id() -> u64 {
 }
 
 /// The `GET /cluster` body's `data`.
-pub fn view_json(view: &ClusterView) -> Value {
-    let nodes: Vec<Value> = view
-        .nodes
-        .iter()
-        .map(|(m, role)| json!({ "id": m.id, "address": m.api, "peer": m.peer, "role": role }))
-        .collect();
-    json!({
-        "id": view.id,
-        "address": view.me.api,
-        "leader": view.leader,
-        "term": view.term,
-        "commitIndex": view.commit,
-        "appliedIndex": view.applied,
-        "nodes": nodes,
-    })
+pub fn view_body(view: &ClusterView) -> ClusterBody {
+    ClusterBody {
+        id: view.id,
+        address: view.me.api.clone(),
+        leader: view.leader,
+        term: view.term,
+        commit_index: view.commit,
+        applied_index: view.applied,
+        nodes: view
+            .nodes
+            .iter()
+            .map(|(m, role)| NodeBody {
+                id: m.id,
+                address: m.api.clone(),
+                peer: m.peer.clone(),
+                role: (*role).to_owned(),
+            })
+            .collect(),
+    }
 }

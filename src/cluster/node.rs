@@ -10,15 +10,16 @@ use actix::prelude::*;
 use protobuf::Message as _;
 use raft::prelude::{
     ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
-    Message as RaftMessage, Snapshot,
+    Message as RaftMessage, MessageType, Snapshot,
 };
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
 
+use super::peer::client::{Link, LinkReport};
+use super::peer::wire::Frame;
 use super::relay::Relay;
 use super::state::{Applied, ClusterState, Command};
 use super::storage::WrsStorage;
-use super::transport::{PeerSender, SendBatch};
 use crate::actors::registry::{DeleteIdle, Mirror, Registry};
 use crate::metrics;
 use crate::model::{DeleteCause, Member};
@@ -107,17 +108,6 @@ pub struct GetView;
 #[rtype(result = "bool")]
 pub struct CatchUp;
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Unreachable {
-    pub id: u64,
-    pub snapshot: bool,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SnapshotSent(pub u64);
-
 type Waiter = (Instant, oneshot::Sender<Result<Applied, ProposeError>>);
 
 pub struct RaftNode {
@@ -135,7 +125,8 @@ pub struct RaftNode {
     reads: HashMap<Vec<u8>, (Instant, oneshot::Sender<()>)>,
     /// Reads confirmed by the leader, waiting for this node to apply up to their index.
     reads_confirmed: Vec<(u64, oneshot::Sender<()>)>,
-    peers: HashMap<u64, Addr<PeerSender>>,
+    /// Raft links, one per peer (raft traffic never waits behind relay records).
+    peers: HashMap<u64, Link>,
     /// Peer addresses learned from incoming traffic before the state names them.
     learned: HashMap<u64, String>,
     registry: Addr<Registry>,
@@ -280,12 +271,27 @@ impl RaftNode {
             let Some(myself) = self.myself.clone() else {
                 continue;
             };
-            let (me, secret) = (self.me.clone(), self.settings.cluster_secret.clone());
-            let sender = self
+            if self
                 .peers
-                .entry(to)
-                .or_insert_with(|| PeerSender::new(to, addr.clone(), me, secret, myself).start());
-            sender.do_send(SendBatch { msgs, addr });
+                .get(&to)
+                .is_none_or(|l| l.addr != addr || l.is_closed())
+            {
+                let (me, secret) = (&self.me, self.settings.cluster_secret.clone());
+                let reports = Some(myself.recipient());
+                let link = Link::open(&Arbiter::current(), me, to, addr, secret, 1024, reports);
+                self.peers.insert(to, link);
+            }
+            let snapshot = msgs
+                .iter()
+                .any(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+            let sent = self
+                .peers
+                .get(&to)
+                .is_some_and(|l| l.send(Frame::raft(&msgs).encode(), snapshot));
+            if !sent {
+                // Raft retransmits; a full link means the peer is not keeping up.
+                self.raw.report_unreachable(to);
+            }
         }
     }
 
@@ -866,21 +872,18 @@ impl Handler<GetView> for RaftNode {
     }
 }
 
-impl Handler<Unreachable> for RaftNode {
+impl Handler<LinkReport> for RaftNode {
     type Result = ();
 
-    fn handle(&mut self, msg: Unreachable, _: &mut Context<Self>) {
-        self.raw.report_unreachable(msg.id);
-        if msg.snapshot {
-            self.raw.report_snapshot(msg.id, SnapshotStatus::Failure);
+    fn handle(&mut self, msg: LinkReport, _: &mut Context<Self>) {
+        match msg {
+            LinkReport::Unreachable { to, snapshot } => {
+                self.raw.report_unreachable(to);
+                if snapshot {
+                    self.raw.report_snapshot(to, SnapshotStatus::Failure);
+                }
+            }
+            LinkReport::SnapshotSent(to) => self.raw.report_snapshot(to, SnapshotStatus::Finish),
         }
-    }
-}
-
-impl Handler<SnapshotSent> for RaftNode {
-    type Result = ();
-
-    fn handle(&mut self, msg: SnapshotSent, _: &mut Context<Self>) {
-        self.raw.report_snapshot(msg.0, SnapshotStatus::Finish);
     }
 }

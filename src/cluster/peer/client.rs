@@ -1,0 +1,247 @@
+//! The peer side that calls out: one long-lived WebSocket link per peer and purpose (awc's
+//! client and `ws::Codec`, the framing the clients use), and typed JSON requests. Every call
+//! has a connect timeout and every write a deadline, so a peer that stopped reading cannot hold
+//! a link forever.
+
+use std::time::Duration;
+
+use actix::{Message, Recipient};
+use awc::ws::Message as WsMessage;
+use bytes::Bytes;
+use futures_util::SinkExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::wire::{ErrorBody, MAX_FRAME};
+use super::{NODE_HEADER, PEER_HEADER, SECRET_HEADER};
+use crate::model::Member;
+
+/// Connecting to a peer (TCP + upgrade) must finish within this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A write that makes no progress for this long cuts the link.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a failed connection, wait this long before the next attempt.
+const BACKOFF: Duration = Duration::from_millis(200);
+/// Frames written before one flush, so one busy link still lets others run.
+const MAX_BATCH: usize = 256;
+
+/// What a link tells its owner (the Raft node needs it to pace retries and snapshots).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum LinkReport {
+    /// The peer could not be reached; what was queued for it was dropped.
+    Unreachable { to: u64, snapshot: bool },
+    /// A snapshot reached the peer's socket.
+    SnapshotSent(u64),
+}
+
+/// One frame queued on a link.
+struct Outgoing {
+    bytes: Bytes,
+    snapshot: bool,
+}
+
+/// The sending end of a link to one peer. Dropping it ends the link.
+pub struct Link {
+    pub addr: String,
+    tx: mpsc::Sender<Outgoing>,
+}
+
+impl Link {
+    /// Opens a link from `me` to node `to` at `addr`, run on `arbiter`. It holds at most
+    /// `capacity` frames; `reports` hears about failures and delivered snapshots.
+    pub fn open(
+        arbiter: &actix::ArbiterHandle,
+        me: &Member,
+        to: u64,
+        addr: String,
+        secret: Option<String>,
+        capacity: usize,
+        reports: Option<Recipient<LinkReport>>,
+    ) -> Link {
+        let (tx, rx) = mpsc::channel(capacity);
+        let dial = Dial {
+            me: me.clone(),
+            to,
+            addr: addr.clone(),
+            secret,
+        };
+        // awc is not `Send`: the link's future is created on the arbiter's own thread.
+        arbiter.spawn_fn(move || {
+            actix_rt::spawn(run(dial, rx, reports));
+        });
+        Link { addr, tx }
+    }
+
+    /// Queues one encoded frame. False if the link is full or gone (the frame is dropped).
+    pub fn send(&self, bytes: Bytes, snapshot: bool) -> bool {
+        self.tx.try_send(Outgoing { bytes, snapshot }).is_ok()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+struct Dial {
+    me: Member,
+    to: u64,
+    addr: String,
+    secret: Option<String>,
+}
+
+type Conn = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
+
+impl Dial {
+    async fn connect(&self) -> Result<Conn, String> {
+        let client = awc::Client::builder()
+            .timeout(CONNECT_TIMEOUT)
+            .disable_redirects()
+            .finish();
+        let mut req = client
+            .ws(format!("ws://{}/link", self.addr))
+            .max_frame_size(MAX_FRAME)
+            .set_header(NODE_HEADER, self.me.id.to_string())
+            .set_header(PEER_HEADER, self.me.peer.as_str());
+        if let Some(s) = &self.secret {
+            req = req.set_header(SECRET_HEADER, s.as_str());
+        }
+        let connect = tokio::time::timeout(CONNECT_TIMEOUT, req.connect());
+        match connect.await {
+            Ok(Ok((_, conn))) => Ok(conn),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("connect timed out".into()),
+        }
+    }
+}
+
+/// Writes queued frames to the peer, connecting when there is something to send. A failed
+/// connection drops what is queued (Raft retransmits; the relay counts its loss) and is
+/// retried after `BACKOFF`.
+async fn run(dial: Dial, mut rx: mpsc::Receiver<Outgoing>, reports: Option<Recipient<LinkReport>>) {
+    let report = |r: LinkReport| {
+        if let Some(to) = &reports {
+            to.do_send(r);
+        }
+    };
+    let mut conn: Option<Conn> = None;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(more) => batch.push(more),
+                Err(_) => break,
+            }
+        }
+        let snapshot = batch.iter().any(|o| o.snapshot);
+        if conn.is_none() {
+            match dial.connect().await {
+                Ok(c) => {
+                    log::debug!("peer: link to node {} at {} open", dial.to, dial.addr);
+                    conn = Some(c);
+                }
+                Err(e) => {
+                    log::debug!("peer: node {} at {} unreachable: {e}", dial.to, dial.addr);
+                    report(LinkReport::Unreachable {
+                        to: dial.to,
+                        snapshot,
+                    });
+                    drain(&mut rx);
+                    tokio::time::sleep(BACKOFF).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let write = async {
+            for o in batch {
+                c.feed(WsMessage::Binary(o.bytes)).await?;
+            }
+            c.flush().await
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+            Ok(Ok(())) => {
+                if snapshot {
+                    report(LinkReport::SnapshotSent(dial.to));
+                }
+            }
+            outcome => {
+                let why = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "write timed out".into(),
+                };
+                log::info!("peer: link to node {} at {} cut: {why}", dial.to, dial.addr);
+                conn = None;
+                report(LinkReport::Unreachable {
+                    to: dial.to,
+                    snapshot,
+                });
+            }
+        }
+    }
+    if let Some(mut c) = conn {
+        let _ = tokio::time::timeout(BACKOFF, c.close()).await;
+    }
+}
+
+fn drain(rx: &mut mpsc::Receiver<Outgoing>) {
+    while rx.try_recv().is_ok() {}
+}
+
+/// Why a peer request failed.
+#[derive(Debug)]
+pub enum RequestError {
+    /// No answer (connect, timeout, unreadable body).
+    Unreachable(String),
+    /// The peer answered with an error status and body.
+    Refused(awc::http::StatusCode, ErrorBody),
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::Unreachable(e) => write!(f, "{e}"),
+            RequestError::Refused(status, body) => write!(f, "{status} {}", body.message),
+        }
+    }
+}
+
+thread_local! {
+    /// One HTTP client per thread (awc is not `Send`), so requests reuse connections.
+    static CLIENT: awc::Client = awc::Client::builder().disable_redirects().finish();
+}
+
+fn pooled_client() -> awc::Client {
+    CLIENT.with(awc::Client::clone)
+}
+
+/// Posts `body` as JSON to `path` on the peer port at `addr` and reads the typed answer.
+pub async fn post<B: Serialize, R: DeserializeOwned>(
+    addr: &str,
+    path: &str,
+    secret: Option<&str>,
+    body: &B,
+    timeout: Duration,
+) -> Result<R, RequestError> {
+    let mut req = pooled_client()
+        .post(format!("http://{addr}{path}"))
+        .timeout(timeout);
+    if let Some(s) = secret {
+        req = req.insert_header((SECRET_HEADER, s));
+    }
+    let unreachable = |e: &dyn std::fmt::Display| RequestError::Unreachable(format!("{addr}: {e}"));
+    let mut res = req.send_json(body).await.map_err(|e| unreachable(&e))?;
+    if res.status().is_success() {
+        return res
+            .json::<R>()
+            .limit(MAX_FRAME)
+            .await
+            .map_err(|e| unreachable(&e));
+    }
+    let status = res.status();
+    match res.json::<ErrorBody>().limit(64 << 10).await {
+        Ok(body) => Err(RequestError::Refused(status, body)),
+        Err(e) => Err(unreachable(&format!("{status}: {e}"))),
+    }
+}

@@ -1,0 +1,278 @@
+//! The peer port (`WRS_NODE_PORT`): every route a peer calls, behind one authentication check
+//! that runs before a byte of the body is read. `GET /link` upgrades to a WebSocket that
+//! carries `wire::Frame`s (Raft messages to the Raft node, relay records to channels);
+//! `/join`, `/relay/join` and `/relay/live` are typed JSON request/response.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
+
+use actix::Addr;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_ws::Message as WsMessage;
+use bytestring::ByteString;
+use futures_util::StreamExt;
+
+use super::wire::{raft_messages, Frame, JoinChannel, LiveQuery, MAX_FRAME};
+use super::{NODE_HEADER, PEER_HEADER, SECRET_HEADER};
+use crate::actors::channel::{Channel, DeliverLocal, JoinRemote, Leave, Publish};
+use crate::actors::registry::{Get, List, Registry};
+use crate::cluster::node::{AddMember, CatchUp, ProposeError, RaftNode, Step};
+use crate::error::PeerError;
+use crate::model::{Data, JoinRefused, Live, Member};
+use crate::token;
+
+/// JSON peer bodies (members, joins, channel id lists) stay far below this.
+const MAX_JSON_BODY: usize = 1 << 20;
+
+struct PeerState {
+    node: Addr<RaftNode>,
+    registry: Addr<Registry>,
+    secret: Option<String>,
+}
+
+/// The one authentication check of the peer port.
+fn authenticate(req: &HttpRequest, state: &PeerState) -> Result<(), PeerError> {
+    let Some(secret) = &state.secret else {
+        return Ok(());
+    };
+    let presented = req
+        .headers()
+        .get(SECRET_HEADER)
+        .and_then(|v| v.to_str().ok());
+    match presented {
+        Some(p) if token::matches(p, secret) => Ok(()),
+        _ => Err(PeerError::Unauthorized),
+    }
+}
+
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// `GET /link`: a peer's long-lived link. Who is talking comes from the upgrade's headers.
+async fn link(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<PeerState>,
+) -> Result<HttpResponse, PeerError> {
+    authenticate(&req, &state)?;
+    let from = header(&req, NODE_HEADER)
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| PeerError::BadRequest(format!("missing {NODE_HEADER}")))?;
+    let from_addr = header(&req, PEER_HEADER)
+        .ok_or_else(|| PeerError::BadRequest(format!("missing {PEER_HEADER}")))?
+        .to_owned();
+    let (res, session, stream) =
+        actix_ws::handle(&req, body).map_err(|e| PeerError::BadRequest(e.to_string()))?;
+    let stream = stream.max_frame_size(MAX_FRAME);
+    let state = state.into_inner();
+    actix_rt::spawn(async move {
+        let mut stream = stream;
+        let mut inbound = Inbound {
+            from,
+            from_addr,
+            state,
+            channels: HashMap::new(),
+        };
+        // The session answers the stream; dropping it would end the link early.
+        let session = session;
+        while let Some(msg) = stream.next().await {
+            match msg {
+                Ok(WsMessage::Binary(bytes)) => match Frame::decode(&bytes) {
+                    Ok(frame) => inbound.dispatch(frame).await,
+                    Err(e) => {
+                        log::warn!("peer: node {from} sent {e}; closing its link");
+                        break;
+                    }
+                },
+                Ok(WsMessage::Close(_)) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    log::info!("peer: link from node {from} failed: {e}");
+                    break;
+                }
+            }
+        }
+        let _ = session.close(None).await;
+    });
+    Ok(res)
+}
+
+/// The receiving end of one link: hands frames to the Raft node or to channel actors.
+struct Inbound {
+    from: u64,
+    from_addr: String,
+    state: std::sync::Arc<PeerState>,
+    /// Channel actors already looked up on this link.
+    channels: HashMap<String, Addr<Channel>>,
+}
+
+impl Inbound {
+    async fn dispatch(&mut self, frame: Frame) {
+        let channel = match frame {
+            Frame::Raft(parts) => {
+                match raft_messages(&parts) {
+                    Ok(msgs) => self.state.node.do_send(Step {
+                        from: self.from,
+                        from_addr: self.from_addr.clone(),
+                        msgs,
+                    }),
+                    Err(e) => log::warn!("peer: node {} sent {e}", self.from),
+                }
+                return;
+            }
+            Frame::Publish { ref channel, .. }
+            | Frame::Leave { ref channel, .. }
+            | Frame::Deliver { ref channel, .. } => channel.clone(),
+        };
+        let Some(addr) = self.channel(channel).await else {
+            return;
+        };
+        match frame {
+            Frame::Publish {
+                from,
+                text,
+                payload,
+                ..
+            } => {
+                let data = if text {
+                    match ByteString::try_from(payload) {
+                        Ok(t) => Data::Text(t),
+                        Err(_) => return,
+                    }
+                } else {
+                    Data::Binary(payload)
+                };
+                addr.do_send(Publish {
+                    from: from.into(),
+                    data,
+                });
+            }
+            Frame::Leave { client, .. } => addr.do_send(Leave { id: client.into() }),
+            Frame::Deliver { to, frame, .. } => addr.do_send(DeliverLocal {
+                to: to.into_iter().map(Into::into).collect(),
+                frame,
+            }),
+            Frame::Raft(_) => {}
+        }
+    }
+
+    async fn channel(&mut self, id: String) -> Option<Addr<Channel>> {
+        if let Some(a) = self.channels.get(&id).filter(|a| a.connected()) {
+            return Some(a.clone());
+        }
+        let handle = self.state.registry.send(Get(id.clone())).await.ok()??;
+        self.channels.insert(id, handle.addr.clone());
+        Some(handle.addr)
+    }
+}
+
+/// `POST /join`: a new node asks the leader to add it.
+async fn join(
+    req: HttpRequest,
+    state: web::Data<PeerState>,
+    mut body: web::Payload,
+) -> Result<HttpResponse, PeerError> {
+    authenticate(&req, &state)?;
+    let member: Member = read_json(&req, &mut body).await?;
+    match state.node.send(AddMember(member)).await {
+        Ok(Ok(())) => Ok(HttpResponse::Ok().json(serde_json::json!({ "message": "joined" }))),
+        Ok(Err(ProposeError::NotLeader(leader))) => Err(PeerError::NotLeader(leader)),
+        Ok(Err(e)) => Err(PeerError::Unavailable(e.to_string())),
+        Err(e) => Err(PeerError::Internal(e.to_string())),
+    }
+}
+
+/// `POST /relay/join`: a proxy node asks this (owner) node to admit one of its clients.
+async fn join_channel(
+    req: HttpRequest,
+    state: web::Data<PeerState>,
+    mut body: web::Payload,
+) -> Result<HttpResponse, PeerError> {
+    authenticate(&req, &state)?;
+    let body: JoinChannel = read_json(&req, &mut body).await?;
+    let get = || state.registry.send(Get(body.channel.clone()));
+    let mut found = get().await.ok().flatten();
+    if found.is_none() && state.node.send(CatchUp).await.unwrap_or(false) {
+        // The proxy may have applied the create before this owner did.
+        found = get().await.ok().flatten();
+    }
+    let handle = found.ok_or(PeerError::ChannelNotFound)?;
+    let join = JoinRemote {
+        id: body.client.into(),
+        node: body.node,
+    };
+    match handle.addr.send(join).await {
+        Ok(Ok(())) => Ok(HttpResponse::Ok().json(serde_json::json!({ "message": "joined" }))),
+        Ok(Err(JoinRefused::LimitReached(limit))) => Err(PeerError::ClientLimitReached(limit)),
+        Ok(Err(JoinRefused::Closed)) | Err(_) => Err(PeerError::ChannelNotFound),
+        Ok(Err(JoinRefused::Unavailable)) => {
+            Err(PeerError::Unavailable("the channel's owner moved".into()))
+        }
+    }
+}
+
+/// `POST /relay/live`: the live numbers of the listed channels that this node sequences.
+async fn live(
+    req: HttpRequest,
+    state: web::Data<PeerState>,
+    mut body: web::Payload,
+) -> Result<HttpResponse, PeerError> {
+    authenticate(&req, &state)?;
+    let query: LiveQuery = read_json(&req, &mut body).await?;
+    let wanted: HashSet<String> = query.channels.into_iter().collect();
+    let all = state.registry.send(List).await.unwrap_or_default();
+    let live: HashMap<String, Live> = all
+        .into_iter()
+        .filter(|(info, owner)| owner.is_none() && wanted.contains(&info.record.id))
+        .map(|(info, _)| {
+            let live = Live {
+                clients: info.stats.clients.load(Ordering::Relaxed),
+                idle_ms: info.stats.idle_ms(),
+            };
+            (info.record.id.clone(), live)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(live))
+}
+
+/// Reads a JSON body of at most `MAX_JSON_BODY` bytes (after `authenticate`, never before).
+async fn read_json<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+) -> Result<T, PeerError> {
+    let body = crate::body::read(req, payload, MAX_JSON_BODY)
+        .await
+        .map_err(|e| PeerError::BadRequest(e.to_string()))?;
+    serde_json::from_slice(&body)
+        .map_err(|e| PeerError::BadRequest(format!("unreadable body: {e}")))
+}
+
+/// Binds the peer port.
+pub fn serve(
+    bind: &str,
+    port: u16,
+    node: Addr<RaftNode>,
+    registry: Addr<Registry>,
+    secret: Option<String>,
+) -> std::io::Result<actix_web::dev::Server> {
+    let state = web::Data::new(PeerState {
+        node,
+        registry,
+        secret,
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/link", web::get().to(link))
+            .route("/join", web::post().to(join))
+            .route("/relay/join", web::post().to(join_channel))
+            .route("/relay/live", web::post().to(live))
+    })
+    .workers(2)
+    .tcp_nodelay(true)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .bind((bind, port))?;
+    Ok(server.run())
+}

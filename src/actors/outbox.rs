@@ -3,7 +3,7 @@
 //!
 //! Why not a channel: the writer is woken only when the queue goes from empty to non-empty and
 //! then takes *everything* queued in one chunk, so a burst costs one wake-up and one write
-//! (PERF-NOTES.md, "lazy outbox"). Why encoded frames: server frames are unmasked, so the
+//! (measured: docs/architecture.md, "Measured facts"). Why encoded frames: server frames are unmasked, so the
 //! channel encodes a message once and every recipient shares the same `Bytes`.
 //!
 //! Flow control: a queue at half its capacity whose writer is still draining is *busy*, not

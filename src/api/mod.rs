@@ -171,7 +171,7 @@ pub fn serve(state: web::Data<AppState>) -> Result<Server, String> {
             .default_service(web::to(not_found))
     })
     .workers(config.workers)
-    // actix-web leaves Nagle on; with it small frames stall for up to 40 ms (PERF-NOTES.md).
+    // actix-web leaves Nagle on; with it small frames stall for up to 40 ms (docs/architecture.md).
     .tcp_nodelay(true)
     .disable_signals()
     .shutdown_timeout(config.shutdown_timeout.as_secs().max(1));

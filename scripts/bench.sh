@@ -5,6 +5,8 @@
 #   scripts/bench.sh --quick    ~1-2 min: 1 run each, shorter windows, writes docs/benchmarks.md
 #   scripts/bench.sh --smoke    a short run of every scenario (CI); fails if any scenario errors;
 #                               writes its report under target/bench/ only
+#   --against BIN               put another wrs binary (e.g. a build of an older commit) where the
+#                               baseline relay runs, so every ratio is this build ÷ that one
 #   --perf                      also profile the wrs process (perf record -e cpu-clock) during one
 #                               extra pub-sub, api and echo run; the top symbols go into the report
 #
@@ -25,6 +27,7 @@ profile=release
 profile_set=
 out=docs/benchmarks.md
 perf=
+against=
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) mode=quick ;;
@@ -34,6 +37,7 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift ;;
     --release) profile=release; profile_set=1 ;;
     --perf) perf=1 ;;
+    --against) against="$2"; shift ;;
     --debug) profile=debug; profile_set=1 ;;
     -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
@@ -104,7 +108,12 @@ start_servers() {
   WRS_BIND=127.0.0.1 WRS_API_PORT=$wport WRS_NODE_PORT=$((wport + 1000)) \
     "$bin/wrs" >> "$work/wrs.log" 2>&1 &
   wpid=$!; pids+=("$wpid")
-  BASELINE_BIND=127.0.0.1 BASELINE_PORT=$bport "$bin/baseline-relay" >> "$work/baseline.log" 2>&1 &
+  if [ -n "$against" ]; then
+    WRS_BIND=127.0.0.1 WRS_API_PORT=$bport WRS_NODE_PORT=$((bport + 1000)) \
+      "$against" >> "$work/baseline.log" 2>&1 &
+  else
+    BASELINE_BIND=127.0.0.1 BASELINE_PORT=$bport "$bin/baseline-relay" >> "$work/baseline.log" 2>&1 &
+  fi
   bpid=$!; pids+=("$bpid")
   wait_port "$wport"; wait_port "$bport"
 }
@@ -131,6 +140,7 @@ say "wrs on :$wport (pid $wpid), baseline-relay on :$bport (pid $bpid); results 
   echo "profile:     $profile; mode $mode: $runs run(s) per point, ${duration} s measured after ${warmup} s warm-up"
   echo "load avg:    $(cut -d' ' -f1-3 /proc/loadavg) (at start)"
   echo "servers:     wrs with default settings (2 HTTP workers = cores); baseline-relay with 2 tokio workers"
+  [ -z "$against" ] || echo "baseline:    replaced by the wrs binary $against (--against)"
   echo "generator:   wrs-bench, 2 tokio worker threads, on the same machine"
 } > "$work/machine.txt"
 echo "$invocation" > "$work/invocation.txt"

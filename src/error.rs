@@ -14,6 +14,8 @@ pub enum ApiError {
     InvalidField(String),
     #[error("The query string could not be read: {0}")]
     InvalidQuery(String),
+    #[error("The request path cannot be normalised: {0}")]
+    InvalidPath(&'static str),
     #[error("This route only accepts WebSocket upgrade requests (GET with Upgrade: websocket)")]
     NotWebSocket,
     #[error(
@@ -55,6 +57,7 @@ impl ApiError {
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::InvalidField(_) => "invalid_field",
             ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::InvalidPath(_) => "invalid_path",
             ApiError::NotWebSocket => "not_websocket",
             ApiError::Unauthorized => "unauthorized",
             ApiError::InvalidToken => "invalid_token",
@@ -80,6 +83,7 @@ impl ResponseError for ApiError {
             ApiError::InvalidJson(_)
             | ApiError::InvalidField(_)
             | ApiError::InvalidQuery(_)
+            | ApiError::InvalidPath(_)
             | ApiError::NotWebSocket => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::InvalidToken => StatusCode::FORBIDDEN,

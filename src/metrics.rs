@@ -140,7 +140,7 @@ pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let method = req.method().clone();
+    let method = method_label(req.method().as_str());
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
     let res = next.call(req).await;
     let status = match &res {
@@ -148,7 +148,25 @@ pub async fn middleware(
         Err(e) => e.as_response_error().status_code(),
     };
     HTTP_REQUESTS
-        .with_label_values(&[method.as_str(), &route, status.as_str()])
+        .with_label_values(&[method, &route, status.as_str()])
         .inc();
     res
+}
+
+/// Method labels come from a closed set: a made-up method must not create a new series.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(super::method_label("GET"), "GET");
+        assert_eq!(super::method_label("M1"), "other");
+        assert_eq!(super::method_label("get"), "other");
+    }
 }

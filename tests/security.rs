@@ -497,3 +497,85 @@ async fn sigterm_closes_clients_with_1001_and_exits() {
     assert!(status.success(), "exit status after SIGTERM: {status}");
     eprintln!("shutdown took {:?}", start.elapsed());
 }
+
+/// Spellings a router accepts for `path` (which starts with `/`): encoded letters in both
+/// escape cases, `%2F` for inner slashes, repeated slashes, `/./`, `/x/../`, a trailing slash,
+/// the singular alias.
+fn spellings(path: &str) -> Vec<String> {
+    let mut out = vec![path.to_owned()];
+    let first = path.as_bytes()[1];
+    out.push(format!("/%{first:02x}{}", &path[2..]));
+    out.push(format!("/%{first:02X}{}", &path[2..]));
+    let last = path.as_bytes()[path.len() - 1];
+    out.push(format!("{}%{last:02x}", &path[..path.len() - 1]));
+    if let Some(i) = path[1..].find('/') {
+        out.push(format!("{}%2F{}", &path[..=i], &path[i + 2..]));
+        out.push(format!("{}%2f{}", &path[..=i], &path[i + 2..]));
+        out.push(format!("{}//{}", &path[..=i], &path[i + 2..]));
+    }
+    out.push(format!("/{path}"));
+    out.push(format!("/.{path}"));
+    out.push(format!("/x/..{path}"));
+    out.push(format!("{path}/"));
+    out.push(format!("{path}/."));
+    if let Some(rest) = path.strip_prefix("/channels") {
+        out.push(format!("/channel{rest}"));
+        out.push(format!("/channe%6C{rest}"));
+    }
+    out
+}
+
+#[actix_rt::test]
+async fn no_spelling_of_a_protected_route_reaches_its_handler_without_the_token() {
+    let s = Server::start(&[
+        ("WRS_AUTH", "true"),
+        ("WRS_AUTH_TOKEN", SECRET),
+        ("WRS_AUTH_RESOURCES", "POST:/channels DELETE:/ *:/cluster"),
+    ])
+    .await;
+    let bearer = format!("Bearer {SECRET}");
+    let res = s
+        .request(
+            "POST",
+            "/channels",
+            &[("authorization", &bearer)],
+            Some(br#"{"pattern":"echo"}"#.to_vec()),
+        )
+        .await;
+    let id = Created::from_response(res).id;
+    let protected = [
+        ("POST", "/channels".to_owned()),
+        ("DELETE", format!("/channels/{id}")),
+        ("DELETE", "/reset".to_owned()),
+        ("GET", "/cluster".to_owned()),
+        ("POST", "/cluster/join/127.0.0.1:1".to_owned()),
+        ("DELETE", "/cluster/12345".to_owned()),
+    ];
+    let mut tried = 0;
+    for (method, path) in &protected {
+        for spelling in spellings(path) {
+            let body = (*method == "POST").then(|| br#"{"pattern":"echo"}"#.to_vec());
+            let res = s.request(method, &spelling, &[], body).await;
+            tried += 1;
+            assert!(
+                [400, 401, 404, 405].contains(&res.status),
+                "{method} {spelling} answered {} without the token: {}",
+                res.status,
+                res.text()
+            );
+        }
+    }
+    println!(
+        "tried {tried} spellings of {} protected routes",
+        protected.len()
+    );
+    // The channel is still there: no spelling of DELETE reached the handler.
+    let res = s
+        .request("GET", &format!("/channels/{id}"), &[], None)
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    // A path that cannot be normalised is a 400 with a JSON body.
+    s.get("/channels/%zz")
+        .await
+        .assert_error(400, "invalid_path");
+}

@@ -12,6 +12,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error};
 use serde_json::Value;
 
+use super::path::normalise;
 use super::AppState;
 use crate::body;
 use crate::config::AuthRule;
@@ -23,14 +24,6 @@ pub struct AuthPolicy {
     pub token: String,
     /// Empty = every route but the health probes.
     pub rules: Vec<AuthRule>,
-}
-
-/// `/channel...` is an alias of `/channels...`; rules always see the plural form.
-pub fn canonical_path(path: &str) -> String {
-    match path.strip_prefix("/channel") {
-        Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("/channels{rest}"),
-        _ => path.to_owned(),
-    }
 }
 
 /// Browser-only GET routes are judged as the POST / DELETE they stand for.
@@ -51,16 +44,16 @@ fn effective<'a>(method: &'a str, canonical: &str) -> (&'a str, String) {
 }
 
 impl AuthPolicy {
-    /// Whether a request with this method and (raw) path needs the API token.
-    pub fn protects(&self, method: &str, path: &str) -> bool {
-        let canonical = canonical_path(path);
+    /// Whether a request with this method and canonical path (`path::normalise`) needs the
+    /// API token.
+    pub fn protects(&self, method: &str, canonical: &str) -> bool {
         if canonical == "/healthz" || canonical == "/readyz" {
             return false;
         }
         if self.rules.is_empty() {
             return true;
         }
-        let (method, path) = effective(method, &canonical);
+        let (method, path) = effective(method, canonical);
         self.rules.iter().any(|rule| {
             rule.method.as_deref().is_none_or(|m| m == method) && rule.path.is_match(&path)
         })
@@ -116,7 +109,8 @@ pub async fn middleware(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     if let Some(state) = state {
         if let Some(policy) = &state.auth {
-            if policy.protects(req.method().as_str(), req.path())
+            let canonical = normalise(req.path()).map_err(|e| ApiError::InvalidPath(e.0))?;
+            if policy.protects(req.method().as_str(), &canonical)
                 && !authorized(&mut req, policy, state.config.max_body).await?
             {
                 log::debug!("401 for {} {}", req.method(), req.path());
@@ -152,11 +146,7 @@ mod tests {
     fn rules_match_method_and_anchored_canonical_path() {
         let p = policy("POST:/channels DELETE:/channels");
         assert!(p.protects("POST", "/channels"));
-        assert!(
-            p.protects("POST", "/channel"),
-            "singular alias is canonicalised"
-        );
-        assert!(p.protects("DELETE", "/channel/abc"));
+        assert!(p.protects("DELETE", "/channels/abc"));
         assert!(!p.protects("GET", "/channels"));
         assert!(!p.protects("GET", "/x/channels"));
     }
@@ -164,16 +154,8 @@ mod tests {
     #[test]
     fn browser_only_routes_are_judged_as_what_they_do() {
         let p = policy("POST:/channels DELETE:/channels/");
-        assert!(p.protects("GET", "/channel/create"));
+        assert!(p.protects("GET", "/channels/create"));
         assert!(p.protects("GET", "/channels/abc/delete"));
         assert!(!p.protects("GET", "/channels/abc"));
-    }
-
-    #[test]
-    fn canonical_path_only_rewrites_the_channel_segment() {
-        assert_eq!(canonical_path("/channel"), "/channels");
-        assert_eq!(canonical_path("/channel/a/connect"), "/channels/a/connect");
-        assert_eq!(canonical_path("/channels/a"), "/channels/a");
-        assert_eq!(canonical_path("/channelx"), "/channelx");
     }
 }

@@ -6,6 +6,7 @@ pub mod channels;
 pub mod cluster;
 pub mod connect;
 pub mod pages;
+pub mod path;
 pub mod spec;
 
 use std::sync::atomic::AtomicBool;

@@ -15,7 +15,7 @@ use raft::prelude::{
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::oneshot;
 
-use super::peer::client::{Link, LinkReport};
+use super::peer::client::{Link, LinkReport, Purpose};
 use super::peer::wire::Frame;
 use super::relay::Relay;
 use super::state::{Applied, ClusterState, Command};
@@ -277,8 +277,8 @@ impl RaftNode {
                 .is_none_or(|l| l.addr != addr || l.is_closed())
             {
                 let (me, secret) = (&self.me, self.settings.cluster_secret.clone());
-                let reports = Some(myself.recipient());
-                let link = Link::open(&Arbiter::current(), me, to, addr, secret, 1024, reports);
+                let purpose = Purpose::Raft(myself.recipient());
+                let link = Link::open(&Arbiter::current(), me, to, addr, secret, 1024, purpose);
                 self.peers.insert(to, link);
             }
             let snapshot = msgs

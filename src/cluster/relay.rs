@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::peer::client::{self, Link, RequestError};
+use super::peer::client::{self, Link, Purpose, RequestError};
 use super::peer::wire::{Frame, JoinChannel, LiveQuery};
 use crate::actors::peers::{JoinFuture, Peers};
 use crate::model::{ClientId, Data, JoinRefused, Live, Member};
@@ -80,7 +80,7 @@ impl Relay {
             addr,
             secret,
             LINK_CAPACITY,
-            None,
+            Purpose::Relay,
         );
         let queued = link.send(bytes, false);
         links.insert(node, link);

@@ -3,7 +3,7 @@
 //! has a connect timeout and every write a deadline, so a peer that stopped reading cannot hold
 //! a link forever.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::{Message, Recipient};
 use awc::ws::Message as WsMessage;
@@ -25,6 +25,13 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF: Duration = Duration::from_millis(200);
 /// Frames written before one flush, so one busy link still lets others run.
 const MAX_BATCH: usize = 256;
+/// A frame that waited this long in the queue is dropped instead of sent. Raft retransmits
+/// what still matters; what must not happen is a forwarded proposal arriving after its
+/// proposer already answered 503 (it waits `WRS_PROPOSE_TIMEOUT`, 5 s by default).
+const MAX_AGE: Duration = Duration::from_secs(2);
+/// An idle link sends a Ping this often, so the receiving end can tell an idle peer from one
+/// that is cut off (`server::LINK_SILENCE`).
+const PING_EVERY: Duration = Duration::from_millis(500);
 
 /// What a link tells its owner (the Raft node needs it to pace retries and snapshots).
 #[derive(Debug, Message)]
@@ -36,10 +43,20 @@ pub enum LinkReport {
     SnapshotSent(u64),
 }
 
+/// What a link carries, which decides how it treats delay.
+pub enum Purpose {
+    /// Raft messages: frames older than `MAX_AGE` are dropped (Raft retransmits) and the
+    /// Raft node hears about failures and delivered snapshots.
+    Raft(Recipient<LinkReport>),
+    /// Relay records: accepted messages are sent however long they waited.
+    Relay,
+}
+
 /// One frame queued on a link.
 struct Outgoing {
     bytes: Bytes,
     snapshot: bool,
+    queued: Instant,
 }
 
 /// The sending end of a link to one peer. Dropping it ends the link.
@@ -50,7 +67,7 @@ pub struct Link {
 
 impl Link {
     /// Opens a link from `me` to node `to` at `addr`, run on `arbiter`. It holds at most
-    /// `capacity` frames; `reports` hears about failures and delivered snapshots.
+    /// `capacity` frames.
     pub fn open(
         arbiter: &actix::ArbiterHandle,
         me: &Member,
@@ -58,7 +75,7 @@ impl Link {
         addr: String,
         secret: Option<String>,
         capacity: usize,
-        reports: Option<Recipient<LinkReport>>,
+        purpose: Purpose,
     ) -> Link {
         let (tx, rx) = mpsc::channel(capacity);
         let dial = Dial {
@@ -69,14 +86,21 @@ impl Link {
         };
         // awc is not `Send`: the link's future is created on the arbiter's own thread.
         arbiter.spawn_fn(move || {
-            actix_rt::spawn(run(dial, rx, reports));
+            actix_rt::spawn(run(dial, rx, purpose));
         });
         Link { addr, tx }
     }
 
     /// Queues one encoded frame. False if the link is full or gone (the frame is dropped).
     pub fn send(&self, bytes: Bytes, snapshot: bool) -> bool {
-        self.tx.try_send(Outgoing { bytes, snapshot }).is_ok()
+        let queued = Instant::now();
+        self.tx
+            .try_send(Outgoing {
+                bytes,
+                snapshot,
+                queued,
+            })
+            .is_ok()
     }
 
     pub fn is_closed(&self) -> bool {
@@ -118,20 +142,65 @@ impl Dial {
 
 /// Writes queued frames to the peer, connecting when there is something to send. A failed
 /// connection drops what is queued (Raft retransmits; the relay counts its loss) and is
-/// retried after `BACKOFF`.
-async fn run(dial: Dial, mut rx: mpsc::Receiver<Outgoing>, reports: Option<Recipient<LinkReport>>) {
+/// retried after `BACKOFF`. Raft frames older than `MAX_AGE` are dropped; an idle open link
+/// sends a Ping every `PING_EVERY`.
+async fn run(dial: Dial, mut rx: mpsc::Receiver<Outgoing>, purpose: Purpose) {
+    let (reports, max_age) = match purpose {
+        Purpose::Raft(to) => (Some(to), MAX_AGE),
+        Purpose::Relay => (None, Duration::MAX),
+    };
     let report = |r: LinkReport| {
         if let Some(to) = &reports {
             to.do_send(r);
         }
     };
     let mut conn: Option<Conn> = None;
-    while let Some(first) = rx.recv().await {
+    loop {
+        let first = match tokio::time::timeout(PING_EVERY, rx.recv()).await {
+            Ok(Some(first)) => first,
+            Ok(None) => break,
+            Err(_) => {
+                if let Some(c) = conn.as_mut() {
+                    let ping = c.send(WsMessage::Ping(Bytes::new()));
+                    if !matches!(tokio::time::timeout(WRITE_TIMEOUT, ping).await, Ok(Ok(()))) {
+                        log::info!(
+                            "peer: link to node {} at {} cut: ping failed",
+                            dial.to,
+                            dial.addr
+                        );
+                        conn = None;
+                        report(LinkReport::Unreachable {
+                            to: dial.to,
+                            snapshot: false,
+                        });
+                    }
+                }
+                continue;
+            }
+        };
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(more) => batch.push(more),
                 Err(_) => break,
+            }
+        }
+        let stale = batch
+            .iter()
+            .filter(|o| o.queued.elapsed() > max_age)
+            .count();
+        if stale > 0 {
+            let lost_snapshot = batch
+                .iter()
+                .any(|o| o.snapshot && o.queued.elapsed() > max_age);
+            batch.retain(|o| o.queued.elapsed() <= max_age);
+            log::debug!("peer: dropped {stale} stale frames for node {}", dial.to);
+            report(LinkReport::Unreachable {
+                to: dial.to,
+                snapshot: lost_snapshot,
+            });
+            if batch.is_empty() {
+                continue;
             }
         }
         let snapshot = batch.iter().any(|o| o.snapshot);

@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use actix::Addr;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -20,6 +21,13 @@ use crate::cluster::node::{AddMember, CatchUp, ProposeError, RaftNode, Step};
 use crate::error::PeerError;
 use crate::model::{Data, JoinRefused, Live, Member};
 use crate::token;
+
+/// A link that delivers nothing (not even the client's keep-alive Ping, sent every
+/// `client::PING_EVERY`) for this long is closed. Closing matters beyond tidiness: frames a
+/// cut-off peer wrote into its socket would otherwise arrive when the network heals — a
+/// forwarded proposal long after its proposer answered 503. Once this end has closed, the
+/// kernel answers such late segments with a reset instead of handing them to us.
+const LINK_SILENCE: Duration = Duration::from_secs(2);
 
 /// JSON peer bodies (members, joins, channel id lists) stay far below this.
 const MAX_JSON_BODY: usize = 1 << 20;
@@ -76,7 +84,12 @@ async fn link(
         };
         // The session answers the stream; dropping it would end the link early.
         let session = session;
-        while let Some(msg) = stream.next().await {
+        loop {
+            let Ok(next) = tokio::time::timeout(LINK_SILENCE, stream.next()).await else {
+                log::info!("peer: link from node {from} silent for {LINK_SILENCE:?}; closing it");
+                break;
+            };
+            let Some(msg) = next else { break };
             match msg {
                 Ok(WsMessage::Binary(bytes)) => match Frame::decode(&bytes) {
                     Ok(frame) => inbound.dispatch(frame).await,

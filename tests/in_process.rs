@@ -1,0 +1,85 @@
+//! A node started in-process through the library (`wrs::run`), no binary: REST and a
+//! WebSocket over real sockets, and the stop future ending the node with `1001` to clients.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use awc::ws::{Frame, Message};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0");
+    l.local_addr().expect("local_addr").port()
+}
+
+#[actix_rt::test]
+async fn in_process_node_relays_echo_and_stops_with_1001() {
+    let (api, node) = (free_port(), free_port());
+    let env: HashMap<&str, String> = [
+        ("WRS_BIND", "127.0.0.1".to_string()),
+        ("WRS_DOMAIN", "127.0.0.1".to_string()),
+        ("WRS_API_PORT", api.to_string()),
+        ("WRS_NODE_PORT", node.to_string()),
+    ]
+    .into_iter()
+    .collect();
+    let cli = <wrs::config::Cli as clap::Parser>::parse_from(["wrs"]);
+    let config = wrs::config::Config::load(|k| env.get(k).cloned(), cli).expect("valid config");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let node = std::thread::spawn(move || {
+        let stop = async move {
+            let _ = stop_rx.await;
+        };
+        actix_rt::System::new().block_on(wrs::run(Arc::new(config), stop))
+    });
+
+    let client = awc::Client::default();
+    let base = format!("http://127.0.0.1:{api}");
+    // The node is ready once it has bootstrapped its one-node cluster.
+    let mut ready = false;
+    for _ in 0..100 {
+        if let Ok(res) = client.get(format!("{base}/readyz")).send().await {
+            if res.status().is_success() {
+                ready = true;
+                break;
+            }
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the in-process node never became ready");
+
+    let mut res = client
+        .post(format!("{base}/channels"))
+        .send_json(&serde_json::json!({ "pattern": "echo" }))
+        .await
+        .expect("POST /channels");
+    assert_eq!(res.status().as_u16(), 201);
+    let body: Value = res.json().await.expect("create body");
+    let connect = body["connect"].as_str().expect("connect path").to_owned();
+
+    let (_, mut ws) = client
+        .ws(format!("ws://127.0.0.1:{api}{connect}"))
+        .connect()
+        .await
+        .expect("WebSocket connect");
+    ws.send(Message::Text("hello".into())).await.expect("send");
+    let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("echo within 5 s");
+    assert!(matches!(echoed, Some(Ok(Frame::Text(t))) if &t[..] == b"hello"));
+
+    stop_tx.send(()).expect("node still running");
+    let closed = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("close within 10 s");
+    match closed {
+        Some(Ok(Frame::Close(Some(reason)))) => assert_eq!(u16::from(reason.code), 1001),
+        other => panic!("expected a 1001 close, got {other:?}"),
+    }
+    let result = tokio::task::spawn_blocking(move || node.join())
+        .await
+        .expect("join task");
+    assert!(matches!(result, Ok(Ok(()))), "run ended with {result:?}");
+}

@@ -74,6 +74,8 @@ pub struct Config {
     pub debug: bool,
     pub max_message_size: usize,
     pub client_queue: usize,
+    /// Bytes queued for one client before it is a slow consumer (`WRS_CLIENT_QUEUE_BYTES`).
+    pub client_queue_bytes: usize,
     pub max_channels: usize,
     pub max_body: usize,
     pub ping_interval: Duration,
@@ -195,6 +197,13 @@ impl Config {
                 1024,
                 1,
                 1 << 20,
+            )?,
+            client_queue_bytes: number(
+                "WRS_CLIENT_QUEUE_BYTES",
+                get("WRS_CLIENT_QUEUE_BYTES"),
+                4 << 20,
+                1,
+                1 << 32,
             )?,
             max_channels: number(
                 "WRS_MAX_CHANNELS",
@@ -330,6 +339,7 @@ mod tests {
         assert!(!c.auth && c.tls.is_none() && !c.browser_only);
         assert_eq!(c.max_message_size, 1 << 20);
         assert_eq!(c.client_queue, 1024);
+        assert_eq!(c.client_queue_bytes, 4 << 20);
         assert_eq!(c.max_channels, 100_000);
         assert_eq!(c.max_body, 65536);
         assert_eq!(c.token_length, 32);

@@ -80,6 +80,20 @@ pub enum Data {
     Binary(Bytes),
 }
 
+impl Data {
+    /// The payload's size in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            Data::Text(t) => t.len(),
+            Data::Binary(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Why a channel (on this node or at its owner) did not admit a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinRefused {

@@ -265,3 +265,106 @@ async fn burst_of_small_messages_does_not_drop_a_reading_subscriber() {
     let (_sub, _publisher) = tokio::join!(reader, writer);
     assert_eq!(s.clients(&id).await, 2);
 }
+
+/// One field of `/proc/<pid>/status`, in KiB.
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+#[actix_rt::test]
+async fn a_client_that_never_reads_pins_at_most_its_byte_bound_whatever_its_message_size() {
+    // Defaults: WRS_CLIENT_QUEUE 1024 messages, WRS_CLIENT_QUEUE_BYTES 4 MiB. Before the byte
+    // bound, 1,024 queued echoes of 512 KiB pinned half a gigabyte.
+    let s = Server::start(&[]).await;
+    let (id, token) = s.create_channel("echo").await;
+    let raw = raw_upgrade(s.api_port, &Server::connect_path(&id, &token), Some(4096)).await;
+    assert_eq!(raw.status, 101, "upgrade");
+    let mut raw = raw.into_raw();
+    s.wait_clients(&id, 1, WAIT).await;
+    let before = proc_status_kib(s.pid(), "VmRSS:");
+
+    let payload = vec![0x5au8; 512 * 1024];
+    let mask = [1u8, 2, 3, 4];
+    let mut frame = vec![0x82u8, 0x80 | 127];
+    frame.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut sent = 0usize;
+    while sent < 400 {
+        let write = tokio::io::AsyncWriteExt::write_all(&mut raw.stream, &frame);
+        match tokio::time::timeout(Duration::from_secs(2), write).await {
+            Ok(Ok(())) => sent += 1,
+            _ => break, // the server stopped reading or closed: it gave up on this client
+        }
+    }
+    s.wait_clients(&id, 0, WAIT).await;
+    let peak = proc_status_kib(s.pid(), "VmHWM:");
+    eprintln!(
+        "sent {sent} messages of 512 KiB ({} MiB); RSS before {before} KiB, peak {peak} KiB",
+        sent / 2
+    );
+    assert!(
+        sent >= 8,
+        "the server took only {sent} messages before giving up"
+    );
+    let grown_mib = peak.saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 64,
+        "a client that never reads grew the server by {grown_mib} MiB (bound: 4 MiB + buffers)"
+    );
+    // What the client finally reads ends with the slow-consumer close (or just ends).
+    if let Some(Some(code)) = raw.read_until_close(Duration::from_secs(10)).await {
+        assert_eq!(code, 4008, "slow consumer close code");
+    }
+}
+
+#[actix_rt::test]
+async fn a_stalled_subscriber_of_large_messages_is_cut_while_the_healthy_one_gets_all_in_order() {
+    let s = Server::start(&[("WRS_CLIENT_QUEUE_BYTES", "1048576")]).await;
+    let (id, token) = s.create_channel("pub-sub").await;
+    let mut publisher = s.connect(&id, &token).await;
+    let mut healthy = s.connect(&id, &token).await;
+    let stalled = raw_upgrade(s.api_port, &Server::connect_path(&id, &token), Some(4096)).await;
+    assert_eq!(stalled.status, 101, "stalled subscriber upgrade");
+    let _stalled_socket = stalled.stream;
+    s.wait_clients(&id, 3, WAIT).await;
+    // 256 KiB each: 4 fill the stalled subscriber's 1 MiB byte bound, the message bound (1024)
+    // is never near.
+    let len = 256 * 1024;
+    let mut sent = 0usize;
+    while s.clients(&id).await == 3 {
+        assert!(sent < 400, "the stalled subscriber was never cut");
+        for _ in 0..2 {
+            let mut msg = vec![b'y'; len];
+            msg[..8].copy_from_slice(format!("{sent:08}").as_bytes());
+            publisher.send(Message::Binary(Bytes::from(msg))).await;
+            sent += 1;
+        }
+        for want in sent - 2..sent {
+            let m = healthy.recv_within(Duration::from_secs(10)).await;
+            let Msg::Binary(b) = m else {
+                panic!("healthy subscriber got {m:?}")
+            };
+            assert_eq!(b.len(), len);
+            assert_eq!(
+                &b[..8],
+                format!("{want:08}").as_bytes(),
+                "lost or reordered"
+            );
+        }
+    }
+    eprintln!("stalled subscriber cut after {sent} messages of 256 KiB");
+    publisher.send_text("after").await;
+    assert_eq!(healthy.recv_text().await, "after");
+}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_http::ws::OpCode;
 use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::outbox::{encode, Backlog, Outbox, PushError};
 use super::pattern::{route, ClientQueue, Kind, Targets};
@@ -20,13 +21,15 @@ use crate::error::CloseCause;
 use crate::metrics::{self, PatternCounters};
 use crate::model::{ChannelSpec, ClientId, Data, JoinRefused};
 
-/// Live numbers the REST API reads without asking the actor (lists stay cheap).
+/// Live numbers the REST API reads without asking the actor (lists stay cheap), and the
+/// channel's inbox budget that senders draw on.
 #[derive(Debug)]
 pub struct ChannelStats {
     pub clients: AtomicU64,
     /// Milliseconds after `born` of the last activity.
     last_activity: AtomicU64,
     born: Instant,
+    pub inbox: Inbox,
 }
 
 impl ChannelStats {
@@ -35,6 +38,7 @@ impl ChannelStats {
             clients: AtomicU64::new(0),
             last_activity: AtomicU64::new(0),
             born: Instant::now(),
+            inbox: Inbox(Arc::new(Semaphore::new(Inbox::BYTES))),
         }
     }
 
@@ -105,11 +109,52 @@ pub struct Leave {
     pub id: ClientId,
 }
 
+/// The bytes of messages handed to a channel that it has not routed yet. The actor's mailbox
+/// is bounded in messages (1024), which alone would let one sender of 1 MiB messages park a
+/// gigabyte there while the channel paces a slow reader; every sender first reserves its
+/// message's size here and waits (stops reading its socket) while the budget is spent.
+#[derive(Debug)]
+pub struct Inbox(Arc<Semaphore>);
+
+/// A reservation in a channel's inbox, released when the channel has routed the message.
+#[derive(Debug)]
+pub struct Reserved {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Inbox {
+    /// The budget per channel. A message larger than this reserves all of it.
+    pub const BYTES: usize = 16 << 20;
+
+    fn units(len: usize) -> u32 {
+        // BYTES fits a u32, so the clamp makes the cast exact.
+        len.clamp(1, Self::BYTES) as u32
+    }
+
+    /// Reserves room for `len` bytes now, if there is room.
+    pub fn try_reserve(&self, len: usize) -> Option<Reserved> {
+        let units = Self::units(len);
+        let permit = Arc::clone(&self.0).try_acquire_many_owned(units).ok()?;
+        Some(Reserved { _permit: permit })
+    }
+
+    /// Waits for room for `len` bytes (`None` only if the inbox were closed, which it never is).
+    pub fn reserve(&self, len: usize) -> impl std::future::Future<Output = Option<Reserved>> {
+        let (inbox, units) = (Arc::clone(&self.0), Self::units(len));
+        async move {
+            let permit = inbox.acquire_many_owned(units).await.ok()?;
+            Some(Reserved { _permit: permit })
+        }
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Publish {
     pub from: ClientId,
     pub data: Data,
+    /// Held until the channel has routed the message (see `Inbox`).
+    pub reserved: Reserved,
 }
 
 /// Sent to the registry when the inactivity timeout passed.

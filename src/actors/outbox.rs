@@ -2,9 +2,17 @@
 //! that drains it onto the socket. The channel actor pushes; the HTTP dispatcher pulls.
 //!
 //! Why not a channel: the writer is woken only when the queue goes from empty to non-empty and
-//! then takes *everything* queued in one chunk, so a burst costs one wake-up and one write
-//! (measured: docs/architecture.md, "Measured facts"). Why encoded frames: server frames are unmasked, so the
-//! channel encodes a message once and every recipient shares the same `Bytes`.
+//! then takes what is queued in as few chunks as it can, so a burst costs one wake-up and one
+//! write (measured: docs/architecture.md, "Measured facts"). Why encoded frames: server frames
+//! are unmasked, so the channel encodes a message once and every recipient shares the same
+//! `Bytes`.
+//!
+//! Bounds: a queue holds at most `capacity` frames *and* `capacity_bytes` bytes (one frame
+//! larger than that is still accepted into an empty queue, or such a message could never be
+//! delivered), so a client that never reads pins at most about `capacity_bytes`, whatever its
+//! message size. Frames are never copied when drained, except that small ones are gathered
+//! into one chunk of at most `GATHER` bytes: the HTTP layer copies every chunk into its write
+//! buffer anyway, and one chunk is one poll instead of hundreds.
 //!
 //! Flow control: a queue at half its capacity whose writer is still draining is *busy*, not
 //! slow; the channel then waits (briefly, bounded) for a drain instead of outrunning the
@@ -55,9 +63,15 @@ pub enum PushError {
 /// is jammed, and the channel stops waiting for it.
 pub const STALLED_AFTER: Duration = Duration::from_millis(100);
 
+/// Frames smaller than this are gathered into chunks of at most this many bytes; larger
+/// frames leave the queue as they are (no copy).
+const GATHER: usize = 64 << 10;
+
 #[derive(Default)]
 struct Inner {
     queue: VecDeque<Bytes>,
+    /// The bytes held by `queue`.
+    bytes: usize,
     /// When the queue last went from empty to non-empty (the oldest frame's age).
     pending_since: Option<Instant>,
     /// The close frame to send after the queue, once set nothing more is accepted.
@@ -70,6 +84,7 @@ pub struct Outbox {
     /// Signalled after every drain, for a channel waiting on a busy queue.
     drained: Notify,
     capacity: usize,
+    capacity_bytes: usize,
 }
 
 /// The state of a queue after a push, for the channel's flow control.
@@ -84,13 +99,20 @@ pub enum Backlog {
 }
 
 impl Outbox {
-    pub fn new(capacity: usize) -> Arc<Outbox> {
+    /// A queue of at most `capacity` frames and `capacity_bytes` bytes.
+    pub fn new(capacity: usize, capacity_bytes: usize) -> Arc<Outbox> {
         Arc::new(Outbox {
             inner: Mutex::new(Inner::default()),
             waker: AtomicWaker::new(),
             drained: Notify::new(),
             capacity,
+            capacity_bytes,
         })
+    }
+
+    /// At half its capacity (in frames or in bytes) or more.
+    fn half_full(&self, inner: &Inner) -> bool {
+        inner.queue.len() * 2 >= self.capacity || inner.bytes * 2 >= self.capacity_bytes
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -109,11 +131,15 @@ impl Outbox {
         if inner.close.is_some() {
             return Err(PushError::Closed);
         }
-        if inner.queue.len() >= self.capacity {
+        let too_many_bytes =
+            !inner.queue.is_empty() && inner.bytes + frame.len() > self.capacity_bytes;
+        if inner.queue.len() >= self.capacity || too_many_bytes {
             return Err(PushError::Full);
         }
+        inner.bytes += frame.len();
         inner.queue.push_back(frame);
         let len = inner.queue.len();
+        let half_full = self.half_full(&inner);
         let backlog = if len == 1 {
             inner.pending_since = Some(now);
             Backlog::Fine
@@ -129,7 +155,7 @@ impl Outbox {
         if len == 1 {
             self.waker.wake();
         }
-        if len * 2 < self.capacity {
+        if !half_full {
             return Ok(Backlog::Fine);
         }
         Ok(backlog)
@@ -142,7 +168,7 @@ impl Outbox {
         notified.as_mut().enable();
         {
             let inner = self.lock();
-            if inner.queue.len() * 2 < self.capacity || inner.close.is_some() {
+            if !self.half_full(&inner) || inner.close.is_some() {
                 return;
             }
         }
@@ -166,7 +192,9 @@ impl Outbox {
     /// frame goes next and the memory is freed at once.
     pub fn close(&self, cause: CloseCause) -> bool {
         if cause == CloseCause::SlowConsumer {
-            self.lock().queue.clear();
+            let mut inner = self.lock();
+            inner.queue.clear();
+            inner.bytes = 0;
         }
         let closed = self.close_with(cause.code(), cause.reason());
         self.drained.notify_waiters();
@@ -203,22 +231,13 @@ impl Stream for OutboxBody {
         // Register before looking, so a push between the look and the return is not missed.
         self.outbox.waker.register(cx.waker());
         let mut inner = self.outbox.lock();
-        let chunk = match inner.queue.len() {
-            0 => None,
-            1 => inner.queue.pop_front(),
-            _ => {
-                let size = inner.queue.iter().map(Bytes::len).sum();
-                let mut buf = BytesMut::with_capacity(size);
-                for frame in inner.queue.drain(..) {
-                    buf.extend_from_slice(&frame);
-                }
-                Some(buf.freeze())
-            }
-        };
-        let close = inner.close.clone();
-        if chunk.is_some() {
-            inner.pending_since = None;
+        let chunk = take_chunk(&mut inner.queue);
+        if let Some(c) = &chunk {
+            inner.bytes -= c.len();
+            inner.pending_since = (!inner.queue.is_empty()).then(Instant::now);
         }
+        // The close frame goes only after the last queued frame.
+        let close = inner.close.clone().filter(|_| inner.queue.is_empty());
         drop(inner);
         if chunk.is_some() {
             self.outbox.drained.notify_waiters();
@@ -241,6 +260,28 @@ impl Stream for OutboxBody {
     }
 }
 
+/// Takes the next chunk off the queue: a large frame alone, as it is; or a run of small
+/// frames gathered into one buffer of at most `GATHER` bytes.
+fn take_chunk(queue: &mut VecDeque<Bytes>) -> Option<Bytes> {
+    let first = queue.front()?.len();
+    let run = queue
+        .iter()
+        .scan(0usize, |size, f| {
+            *size += f.len();
+            (f.len() < GATHER && *size <= GATHER).then_some(())
+        })
+        .count();
+    if first >= GATHER || run <= 1 {
+        return queue.pop_front();
+    }
+    let size = queue.iter().take(run).map(Bytes::len).sum();
+    let mut buf = BytesMut::with_capacity(size);
+    for frame in queue.drain(..run) {
+        buf.extend_from_slice(&frame);
+    }
+    Some(buf.freeze())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,7 +293,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn drains_everything_queued_in_one_chunk_then_the_close_frame() {
-        let outbox = Outbox::new(8);
+        let outbox = Outbox::new(8, 1 << 20);
         let mut body = outbox.body();
         assert_eq!(outbox.push(text("a")), Ok(Backlog::Fine));
         assert_eq!(outbox.push(text("b")), Ok(Backlog::Fine));
@@ -266,7 +307,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_reports_a_slow_consumer_and_a_closed_one_refuses() {
-        let outbox = Outbox::new(2);
+        let outbox = Outbox::new(2, 1 << 20);
         assert_eq!(outbox.push(text("1")), Ok(Backlog::Fine));
         assert_eq!(outbox.push(text("2")), Ok(Backlog::Busy));
         assert_eq!(outbox.push(text("3")), Err(PushError::Full));
@@ -284,7 +325,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_busy_queue_is_released_by_the_next_drain_and_ages_into_stalled() {
-        let outbox = Outbox::new(4);
+        let outbox = Outbox::new(4, 1 << 20);
         let mut body = outbox.body();
         outbox.push(text("1")).unwrap();
         assert_eq!(outbox.push(text("2")), Ok(Backlog::Busy));
@@ -298,5 +339,42 @@ mod tests {
         outbox.push(text("3")).unwrap();
         std::thread::sleep(STALLED_AFTER);
         assert_eq!(outbox.push(text("4")), Ok(Backlog::Stalled));
+    }
+
+    #[test]
+    fn the_byte_bound_refuses_what_the_frame_bound_would_take() {
+        let outbox = Outbox::new(1024, 100);
+        let big = Bytes::from(vec![0u8; 60]);
+        assert_eq!(outbox.push(big.clone()), Ok(Backlog::Fine));
+        assert_eq!(outbox.push(big.clone()), Err(PushError::Full));
+        let alone = Outbox::new(1024, 100);
+        let huge = Bytes::from(vec![0u8; 1000]);
+        assert!(
+            alone.push(huge).is_ok(),
+            "one oversized frame fits an empty queue"
+        );
+        assert_eq!(alone.push(text("x")), Err(PushError::Full));
+    }
+
+    #[actix_rt::test]
+    async fn large_frames_leave_the_queue_uncopied_and_small_ones_are_gathered() {
+        let outbox = Outbox::new(1024, 16 << 20);
+        let mut body = outbox.body();
+        let large = Bytes::from(vec![7u8; GATHER * 2]);
+        outbox.push(text("a")).unwrap();
+        outbox.push(text("b")).unwrap();
+        outbox.push(large.clone()).unwrap();
+        outbox.push(text("c")).unwrap();
+        let first = body.next().await.unwrap().unwrap();
+        assert_eq!(&first[..], &[0x81, 1, b'a', 0x81, 1, b'b']);
+        let second = body.next().await.unwrap().unwrap();
+        assert_eq!(
+            second.as_ptr(),
+            large.as_ptr(),
+            "the large frame is the same buffer"
+        );
+        let third = body.next().await.unwrap().unwrap();
+        assert_eq!(&third[..], &[0x81, 1, b'c']);
+        assert_eq!(outbox.lock().bytes, 0);
     }
 }

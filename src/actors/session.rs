@@ -12,7 +12,7 @@ use actix_web::error::PayloadError;
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 
-use super::channel::{Channel, Leave, Publish};
+use super::channel::{Channel, ChannelStats, Leave, Publish, Reserved};
 use super::outbox::{encode, Outbox};
 use crate::error::CloseCause;
 use crate::model::{ClientId, Data};
@@ -28,6 +28,8 @@ pub struct SessionLimits {
 pub struct Session {
     id: ClientId,
     channel: Addr<Channel>,
+    /// The channel's shared numbers and inbox budget (every message reserves its size there).
+    stats: Arc<ChannelStats>,
     outbox: Arc<Outbox>,
     limits: SessionLimits,
     codec: Codec,
@@ -45,12 +47,14 @@ impl Session {
     pub fn new(
         id: ClientId,
         channel: Addr<Channel>,
+        stats: Arc<ChannelStats>,
         outbox: Arc<Outbox>,
         limits: SessionLimits,
     ) -> Session {
         Session {
             id,
             channel,
+            stats,
             outbox,
             limits,
             codec: Codec::new().max_size(limits.max_message_size),
@@ -142,9 +146,36 @@ impl Session {
         } else {
             Data::Binary(payload)
         };
+        let len = data.len();
+        match self.stats.inbox.try_reserve(len) {
+            Some(reserved) => self.forward(data, reserved, ctx),
+            None => {
+                // The channel holds its budget of unrouted bytes: stop reading this socket
+                // until some of it is routed.
+                self.blocked = true;
+                let reserve = self.stats.inbox.reserve(len).into_actor(self);
+                ctx.wait(reserve.map(move |reserved, act, ctx| {
+                    act.blocked = false;
+                    match reserved {
+                        Some(reserved) => {
+                            act.forward(data, reserved, ctx);
+                            if !act.blocked {
+                                act.process(ctx);
+                            }
+                        }
+                        None => act.fail(CloseCause::Internal, ctx),
+                    }
+                }));
+            }
+        }
+    }
+
+    /// Hands one message, its inbox room reserved, to the channel actor.
+    fn forward(&mut self, data: Data, reserved: Reserved, ctx: &mut Context<Self>) {
         let msg = Publish {
             from: self.id.clone(),
             data,
+            reserved,
         };
         match self.channel.try_send(msg) {
             Ok(()) => {}
@@ -197,6 +228,12 @@ impl StreamHandler<Result<Bytes, PayloadError>> for Session {
     fn handle(&mut self, chunk: Result<Bytes, PayloadError>, ctx: &mut Context<Self>) {
         if self.done {
             return;
+        }
+        if self.outbox.is_closed() {
+            // The channel closed us (slow consumer, deleted): read nothing more from this
+            // client, so what it goes on sending costs nothing.
+            self.done = true;
+            return ctx.stop();
         }
         match chunk {
             Ok(bytes) => {

@@ -44,7 +44,7 @@ pub async fn connect(
         .ok_or(ApiError::NotWebSocket)?;
 
     let client: ClientId = uuid::Uuid::new_v4().simple().to_string().into();
-    let outbox = Outbox::new(state.config.client_queue);
+    let outbox = Outbox::new(state.config.client_queue, state.config.client_queue_bytes);
     let joined = handle
         .addr
         .send(Join {
@@ -67,6 +67,7 @@ pub async fn connect(
     let session = Session::new(
         client,
         handle.addr,
+        Arc::clone(&handle.info.stats),
         Arc::clone(&outbox),
         state.session_limits,
     );

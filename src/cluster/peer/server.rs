@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
@@ -15,7 +16,7 @@ use futures_util::StreamExt;
 
 use super::wire::{raft_messages, Frame, JoinChannel, LiveQuery, MAX_FRAME};
 use super::{NODE_HEADER, PEER_HEADER, SECRET_HEADER};
-use crate::actors::channel::{Channel, DeliverLocal, JoinRemote, Leave, Publish};
+use crate::actors::channel::{Channel, ChannelStats, DeliverLocal, JoinRemote, Leave, Publish};
 use crate::actors::registry::{Get, List, Registry};
 use crate::cluster::node::{AddMember, CatchUp, ProposeError, RaftNode, Step};
 use crate::error::PeerError;
@@ -115,9 +116,9 @@ async fn link(
 struct Inbound {
     from: u64,
     from_addr: String,
-    state: std::sync::Arc<PeerState>,
-    /// Channel actors already looked up on this link.
-    channels: HashMap<String, Addr<Channel>>,
+    state: Arc<PeerState>,
+    /// Channel actors (and their shared numbers) already looked up on this link.
+    channels: HashMap<String, (Addr<Channel>, Arc<ChannelStats>)>,
 }
 
 impl Inbound {
@@ -138,7 +139,7 @@ impl Inbound {
             | Frame::Leave { ref channel, .. }
             | Frame::Deliver { ref channel, .. } => channel.clone(),
         };
-        let Some(addr) = self.channel(channel).await else {
+        let Some((addr, stats)) = self.channel(channel).await else {
             return;
         };
         match frame {
@@ -156,9 +157,14 @@ impl Inbound {
                 } else {
                     Data::Binary(payload)
                 };
+                // Waiting for the channel's inbox pauses this link: backpressure on the peer.
+                let Some(reserved) = stats.inbox.reserve(data.len()).await else {
+                    return;
+                };
                 addr.do_send(Publish {
                     from: from.into(),
                     data,
+                    reserved,
                 });
             }
             Frame::Leave { client, .. } => addr.do_send(Leave { id: client.into() }),
@@ -170,13 +176,14 @@ impl Inbound {
         }
     }
 
-    async fn channel(&mut self, id: String) -> Option<Addr<Channel>> {
-        if let Some(a) = self.channels.get(&id).filter(|a| a.connected()) {
-            return Some(a.clone());
+    async fn channel(&mut self, id: String) -> Option<(Addr<Channel>, Arc<ChannelStats>)> {
+        if let Some(found) = self.channels.get(&id).filter(|(a, _)| a.connected()) {
+            return Some(found.clone());
         }
         let handle = self.state.registry.send(Get(id.clone())).await.ok()??;
-        self.channels.insert(id, handle.addr.clone());
-        Some(handle.addr)
+        let found = (handle.addr, Arc::clone(&handle.info.stats));
+        self.channels.insert(id, found.clone());
+        Some(found)
     }
 }
 

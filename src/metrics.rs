@@ -54,6 +54,13 @@ pub static MESSAGES_DROPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["pattern"],
     )
 });
+pub static PEER_MESSAGES_REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "wrs_peer_messages_rejected_total",
+        "Raft messages from peers dropped before they reached raft, by reason",
+        &["reason"],
+    )
+});
 pub static SLOW_CONSUMERS: LazyLock<IntCounter> = LazyLock::new(|| {
     register(
         IntCounter::new(

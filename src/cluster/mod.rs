@@ -9,6 +9,7 @@ pub mod peer;
 pub mod relay;
 pub mod state;
 pub mod storage;
+pub mod validate;
 
 use self::node::ClusterView;
 use crate::model::{ClusterBody, NodeBody};

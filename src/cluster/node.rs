@@ -20,10 +20,13 @@ use super::peer::wire::Frame;
 use super::relay::Relay;
 use super::state::{Applied, ClusterState, Command};
 use super::storage::WrsStorage;
+use super::validate::{self, Known};
 use crate::actors::registry::{DeleteIdle, Mirror, Registry};
 use crate::metrics;
 use crate::model::{DeleteCause, Member};
 
+/// Addresses learned from traffic before membership names them; more would only be strangers.
+const MAX_LEARNED: usize = 16;
 /// Raft timing and limits, from the configuration.
 #[derive(Debug, Clone)]
 pub struct RaftSettings {
@@ -127,7 +130,8 @@ pub struct RaftNode {
     reads_confirmed: Vec<(u64, oneshot::Sender<()>)>,
     /// Raft links, one per peer (raft traffic never waits behind relay records).
     peers: HashMap<u64, Link>,
-    /// Peer addresses learned from incoming traffic before the state names them.
+    /// Peer addresses learned from accepted traffic before the state names them (at most
+    /// `MAX_LEARNED`).
     learned: HashMap<u64, String>,
     registry: Addr<Registry>,
     relay: Arc<Relay>,
@@ -644,18 +648,40 @@ impl Handler<Step> for RaftNode {
     type Result = ();
 
     fn handle(&mut self, msg: Step, ctx: &mut Context<Self>) {
-        if !self.state.members.contains_key(&msg.from) {
-            self.learned.insert(msg.from, msg.from_addr);
-        }
+        let mut passed = 0;
         for m in msg.msgs {
-            // A restarted node reuses its address under a new id; traffic still addressed to
-            // its old id must not reach raft (it would claim commits this log never had).
-            if m.to != self.id {
+            let known = Known {
+                me: self.id,
+                link_from: msg.from,
+                last_index: self.raw.raft.raft_log.last_index(),
+                started: self.started,
+                is_member: |id| self.raw.raft.prs().get(id).is_some(),
+            };
+            if let Err(why) = validate::check(&m, &known) {
+                // A restarted node's old id, a stranger, or a message raft-rs would panic on.
+                log::debug!(
+                    "raft: dropped {:?} from node {}: {}",
+                    m.get_msg_type(),
+                    msg.from,
+                    why.label()
+                );
+                metrics::PEER_MESSAGES_REJECTED
+                    .with_label_values(&[why.label()])
+                    .inc();
                 continue;
             }
+            passed += 1;
             if let Err(e) = self.raw.step(m) {
                 log::debug!("raft: step failed: {e}");
             }
+        }
+        // Only a sender raft accepted may teach us where it lives (bounded: a node waiting to
+        // join hears from a handful of nodes, a started one only from its configuration).
+        if passed > 0
+            && !self.state.members.contains_key(&msg.from)
+            && (self.learned.len() < MAX_LEARNED || self.learned.contains_key(&msg.from))
+        {
+            self.learned.insert(msg.from, msg.from_addr);
         }
         self.on_ready(ctx);
     }

@@ -1,0 +1,191 @@
+//! The gate in front of `RawNode::step`: every Raft message that arrives from a peer is checked
+//! here first. raft-rs trusts its input (a heartbeat claiming a commit index beyond the log
+//! panics inside it), and anyone who can reach the peer port can send one; so messages that are
+//! not for us, come from outside the configuration, or carry indexes raft-rs cannot accept are
+//! dropped and counted by reason. Pure: the node passes in what it knows.
+
+use raft::eraftpb::{Message, MessageType};
+
+/// Why a peer's Raft message was dropped (the `reason` label of
+/// `wrs_peer_messages_rejected_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    /// Addressed to another node id (for example a restarted node's old id).
+    WrongRecipient,
+    /// `from` differs from the node id the link was opened by.
+    ForgedSender,
+    /// The sender is not a voter or learner of the configuration this node knows.
+    UnknownSender,
+    /// A message type raft-rs only generates locally (ticks, reports).
+    LocalOnly,
+    /// A heartbeat claiming a commit index this node's log does not reach.
+    CommitOutOfRange,
+    /// An append whose entries do not follow its index one by one.
+    BadEntries,
+    /// A snapshot without a configuration or index.
+    BadSnapshot,
+}
+
+impl Rejected {
+    pub const ALL: [Rejected; 7] = [
+        Rejected::WrongRecipient,
+        Rejected::ForgedSender,
+        Rejected::UnknownSender,
+        Rejected::LocalOnly,
+        Rejected::CommitOutOfRange,
+        Rejected::BadEntries,
+        Rejected::BadSnapshot,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Rejected::WrongRecipient => "wrong_recipient",
+            Rejected::ForgedSender => "forged_sender",
+            Rejected::UnknownSender => "unknown_sender",
+            Rejected::LocalOnly => "local_only",
+            Rejected::CommitOutOfRange => "commit_out_of_range",
+            Rejected::BadEntries => "bad_entries",
+            Rejected::BadSnapshot => "bad_snapshot",
+        }
+    }
+}
+
+/// What the node knows when a message arrives.
+pub struct Known<F: Fn(u64) -> bool> {
+    /// This node's id.
+    pub me: u64,
+    /// The node id named by the link the message came on.
+    pub link_from: u64,
+    /// The last index of this node's log.
+    pub last_index: u64,
+    /// Whether this node has a configuration yet; a node still waiting to be added accepts
+    /// a first leader it cannot know.
+    pub started: bool,
+    /// Whether an id is a voter or learner of the configuration.
+    pub is_member: F,
+}
+
+/// Checks one message; `Ok` means raft-rs may see it.
+pub fn check<F: Fn(u64) -> bool>(m: &Message, known: &Known<F>) -> Result<(), Rejected> {
+    use MessageType::*;
+    if m.to != known.me {
+        return Err(Rejected::WrongRecipient);
+    }
+    if m.from != known.link_from {
+        return Err(Rejected::ForgedSender);
+    }
+    if known.started && !(known.is_member)(m.from) {
+        return Err(Rejected::UnknownSender);
+    }
+    match m.get_msg_type() {
+        MsgHup | MsgBeat | MsgUnreachable | MsgSnapStatus | MsgCheckQuorum => {
+            Err(Rejected::LocalOnly)
+        }
+        MsgHeartbeat if m.commit > known.last_index => Err(Rejected::CommitOutOfRange),
+        MsgAppend => {
+            let follows = m
+                .entries
+                .iter()
+                .enumerate()
+                .all(|(i, e)| Some(e.index) == m.index.checked_add(1 + i as u64));
+            if follows {
+                Ok(())
+            } else {
+                Err(Rejected::BadEntries)
+            }
+        }
+        MsgSnapshot => {
+            let meta = m.get_snapshot().get_metadata();
+            if meta.index == 0 || meta.get_conf_state().voters.is_empty() {
+                Err(Rejected::BadSnapshot)
+            } else {
+                Ok(())
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::Entry;
+
+    fn known(started: bool) -> Known<impl Fn(u64) -> bool> {
+        Known {
+            me: 1,
+            link_from: 2,
+            last_index: 10,
+            started,
+            is_member: |id| id == 1 || id == 2,
+        }
+    }
+
+    fn msg(t: MessageType) -> Message {
+        let mut m = Message::default();
+        m.set_msg_type(t);
+        m.to = 1;
+        m.from = 2;
+        m
+    }
+
+    #[test]
+    fn a_crafted_heartbeat_beyond_the_log_is_rejected_and_a_real_one_passes() {
+        let mut m = msg(MessageType::MsgHeartbeat);
+        m.term = 1 << 40;
+        m.commit = 1 << 40;
+        assert_eq!(check(&m, &known(true)), Err(Rejected::CommitOutOfRange));
+        m.commit = 10;
+        assert_eq!(check(&m, &known(true)), Ok(()));
+    }
+
+    #[test]
+    fn recipient_sender_and_membership_are_checked_first() {
+        let mut m = msg(MessageType::MsgAppendResponse);
+        m.to = 9;
+        assert_eq!(check(&m, &known(true)), Err(Rejected::WrongRecipient));
+        m.to = 1;
+        m.from = 3;
+        assert_eq!(check(&m, &known(true)), Err(Rejected::ForgedSender));
+        let stranger = Known {
+            link_from: 3,
+            ..known(true)
+        };
+        assert_eq!(check(&m, &stranger), Err(Rejected::UnknownSender));
+        let joining = Known {
+            link_from: 3,
+            ..known(false)
+        };
+        assert_eq!(
+            check(&m, &joining),
+            Ok(()),
+            "a node waiting to join hears its leader"
+        );
+    }
+
+    #[test]
+    fn local_only_types_entries_out_of_order_and_empty_snapshots_are_rejected() {
+        for t in [
+            MessageType::MsgHup,
+            MessageType::MsgBeat,
+            MessageType::MsgSnapStatus,
+        ] {
+            assert_eq!(check(&msg(t), &known(true)), Err(Rejected::LocalOnly));
+        }
+        let mut append = msg(MessageType::MsgAppend);
+        append.index = 4;
+        let entry = |index| Entry {
+            index,
+            ..Default::default()
+        };
+        append.entries = vec![entry(5), entry(6)].into();
+        assert_eq!(check(&append, &known(true)), Ok(()));
+        append.entries = vec![entry(5), entry(9)].into();
+        assert_eq!(check(&append, &known(true)), Err(Rejected::BadEntries));
+        append.index = u64::MAX;
+        append.entries = vec![entry(0)].into();
+        assert_eq!(check(&append, &known(true)), Err(Rejected::BadEntries));
+        let snap = msg(MessageType::MsgSnapshot);
+        assert_eq!(check(&snap, &known(true)), Err(Rejected::BadSnapshot));
+    }
+}

@@ -1,0 +1,145 @@
+//! Hostile input on the peer port: a crafted Raft heartbeat (the message that used to panic
+//! raft-rs inside the Raft actor), senders outside the configuration, garbage frames and
+//! absurd declared lengths. After each, the node must still create channels and say ready.
+mod common;
+
+use std::time::Duration;
+
+use awc::ws::Message as WsMessage;
+use common::*;
+use futures_util::SinkExt;
+use raft::eraftpb::{Message as RaftMessage, MessageType};
+use wrs::cluster::peer::wire::Frame;
+
+/// Opens `/link` on the node's peer port, claiming to be node `claimed`.
+async fn link(s: &Server, claimed: u64) -> actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec> {
+    let (_, conn) = awc::Client::new()
+        .ws(format!("ws://127.0.0.1:{}/link", s.node_port))
+        .set_header("x-wrs-node", claimed.to_string())
+        .set_header("x-wrs-peer", "127.0.0.1:1")
+        .connect()
+        .await
+        .expect("open a peer link");
+    conn
+}
+
+fn heartbeat(from: u64, to: u64) -> RaftMessage {
+    let mut m = RaftMessage::default();
+    m.set_msg_type(MessageType::MsgHeartbeat);
+    m.from = from;
+    m.to = to;
+    m.term = 1 << 40;
+    m.commit = 1 << 40;
+    m
+}
+
+async fn node_id(s: &Server) -> u64 {
+    let v = s.get("/cluster").await.json();
+    v["data"]["id"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("GET /cluster has no id: {v}"))
+}
+
+/// The value of one rejection counter in `/metrics` (0 when absent).
+async fn rejected(s: &Server, reason: &str) -> u64 {
+    let text = s.get("/metrics").await.text();
+    let series = format!("wrs_peer_messages_rejected_total{{reason=\"{reason}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn wait_rejected(s: &Server, reason: &str, at_least: u64) -> u64 {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let n = rejected(s, reason).await;
+        if n >= at_least || std::time::Instant::now() > deadline {
+            return n;
+        }
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn assert_still_serving(s: &Server, after: &str) {
+    let (id, token) = s.create_channel("echo").await;
+    let mut ws = s.connect(&id, &token).await;
+    ws.send_text("still here").await;
+    assert_eq!(ws.recv_text().await, "still here", "echo after {after}");
+    assert_eq!(s.get("/readyz").await.status, 200, "/readyz after {after}");
+}
+
+#[actix_rt::test]
+async fn a_crafted_heartbeat_with_a_huge_commit_is_dropped_and_the_node_keeps_serving() {
+    let s = Server::start(&[]).await;
+    let me = node_id(&s).await;
+    // Claiming to be the node itself passes the membership check; the commit check stops it.
+    let mut conn = link(&s, me).await;
+    let frame = Frame::raft(&[heartbeat(me, me)]).encode();
+    conn.send(WsMessage::Binary(frame)).await.expect("send");
+    let n = wait_rejected(&s, "commit_out_of_range", 1).await;
+    eprintln!("injected 1 heartbeat (term 2^40, commit 2^40); commit_out_of_range = {n}");
+    assert_eq!(n, 1, "the crafted heartbeat was not counted as rejected");
+    assert_still_serving(&s, "a crafted heartbeat").await;
+}
+
+#[actix_rt::test]
+async fn raft_messages_from_strangers_and_for_other_ids_are_dropped_and_counted() {
+    let s = Server::start(&[]).await;
+    let me = node_id(&s).await;
+    let mut conn = link(&s, 4242).await;
+    let stranger = Frame::raft(&[heartbeat(4242, me)]).encode();
+    let elsewhere = Frame::raft(&[heartbeat(4242, me + 1)]).encode();
+    let forged = Frame::raft(&[heartbeat(me, me)]).encode();
+    for f in [stranger, elsewhere, forged] {
+        conn.send(WsMessage::Binary(f)).await.expect("send");
+    }
+    let unknown = wait_rejected(&s, "unknown_sender", 1).await;
+    let wrong = wait_rejected(&s, "wrong_recipient", 1).await;
+    let forged = wait_rejected(&s, "forged_sender", 1).await;
+    eprintln!("injected 3; unknown_sender {unknown}, wrong_recipient {wrong}, forged {forged}");
+    assert_eq!((unknown, wrong, forged), (1, 1, 1));
+    assert_still_serving(&s, "messages from a stranger").await;
+}
+
+#[actix_rt::test]
+async fn garbage_and_absurd_lengths_on_a_link_close_that_link_only() {
+    let s = Server::start(&[]).await;
+    let me = node_id(&s).await;
+    let mut inputs: Vec<Vec<u8>> = vec![
+        b"\x00\x01\x02 garbage".to_vec(),
+        vec![0xff; 64],
+        // A Raft frame whose declared part count and length are far beyond what follows.
+        [0u32.to_le_bytes().to_vec(), u64::MAX.to_le_bytes().to_vec()].concat(),
+        Vec::new(),
+    ];
+    // A valid frame cut in half.
+    let whole = Frame::raft(&[heartbeat(me, me)]).encode();
+    inputs.push(whole[..whole.len() / 2].to_vec());
+    for (i, bytes) in inputs.into_iter().enumerate() {
+        let mut conn = link(&s, me).await;
+        let _ = conn.send(WsMessage::Binary(bytes.into())).await;
+        assert_still_serving(&s, &format!("bad peer input #{i}")).await;
+    }
+    eprintln!("injected 5 malformed link frames; the node served after each");
+}
+
+#[actix_rt::test]
+async fn json_peer_routes_refuse_garbage_with_a_json_4xx() {
+    let s = Server::start(&[]).await;
+    let client = awc::Client::new();
+    for path in ["/join", "/relay/join", "/relay/live"] {
+        let mut res = client
+            .post(format!("http://127.0.0.1:{}{path}", s.node_port))
+            .insert_header(("content-type", "application/json"))
+            .send_body("{not json")
+            .await
+            .expect("peer POST");
+        let status = res.status().as_u16();
+        let body = res.body().await.expect("body");
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{path}: body is not JSON ({e}): {body:?}"));
+        assert_eq!(status, 400, "{path}: {v}");
+        assert_json_error(path, &v);
+    }
+    assert_still_serving(&s, "garbage JSON on the peer port").await;
+}

@@ -43,6 +43,19 @@ fn bad(var: &'static str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Whether a `host:port` (or `[v6]:port`, or a bare host) names this machine's loopback.
+fn is_loopback_address(address: &str) -> bool {
+    let host = match address.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => address,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// One `WRS_AUTH_RESOURCES` entry: a method (`None` = any) and a path regex anchored at the start.
 #[derive(Debug, Clone)]
 pub struct AuthRule {
@@ -160,7 +173,7 @@ impl Config {
                 "must be larger than WRS_PING_INTERVAL, and the interval above 0",
             ));
         }
-        let join = get("WRS_JOIN")
+        let join: Vec<String> = get("WRS_JOIN")
             .map(|v| {
                 v.split(',')
                     .map(|s| s.trim().to_string())
@@ -168,6 +181,18 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
+        let cluster_secret = get("WRS_CLUSTER_SECRET").filter(|s| !s.is_empty());
+        if cluster_secret.is_none() {
+            if let Some(remote) = join.iter().find(|a: &&String| !is_loopback_address(a)) {
+                return Err(bad(
+                    "WRS_CLUSTER_SECRET",
+                    format!(
+                        "must be set when WRS_JOIN names another host ({remote}): without it the \
+                         peer port listens on loopback only and accepts any caller there"
+                    ),
+                ));
+            }
+        }
         let default_workers = std::thread::available_parallelism().map_or(2, |n| n.get());
 
         Ok(Config {
@@ -228,8 +253,20 @@ impl Config {
                 1 << 40,
             )?,
             join,
-            cluster_secret: get("WRS_CLUSTER_SECRET"),
+            cluster_secret,
         })
+    }
+
+    /// Where the peer port listens: `WRS_BIND` with a cluster secret, loopback without one (an
+    /// open peer port is as powerful as a node, so it is never exposed unauthenticated).
+    pub fn peer_bind(&self) -> &str {
+        if self.cluster_secret.is_some() {
+            &self.bind
+        } else if self.bind.contains(':') {
+            "::1"
+        } else {
+            "127.0.0.1"
+        }
     }
 
     /// The scheme a browser uses to reach this node.
@@ -322,6 +359,24 @@ pub fn auth_rules(spec: &str) -> Result<Vec<AuthRule>, ConfigError> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn without_a_secret_the_peer_port_is_loopback_and_remote_joins_are_refused() {
+        let c = load(&[("WRS_BIND", "0.0.0.0")]).expect("defaults load");
+        assert_eq!(c.peer_bind(), "127.0.0.1");
+        let c = load(&[("WRS_BIND", "0.0.0.0"), ("WRS_CLUSTER_SECRET", "s")]).expect("load");
+        assert_eq!(c.peer_bind(), "0.0.0.0");
+        for ok in ["127.0.0.1:8080", "localhost:1", "[::1]:80", "127.0.0.2:9"] {
+            assert!(load(&[("WRS_JOIN", ok)]).is_ok(), "{ok}");
+        }
+        for remote in ["10.0.0.1:8080", "wrs-0.wrs-peers:8080", "[2001:db8::1]:80"] {
+            let join = format!("127.0.0.1:8080,{remote}");
+            let err = load(&[("WRS_JOIN", join.as_str())]).expect_err(remote);
+            assert_eq!(err.var, "WRS_CLUSTER_SECRET");
+            assert!(err.problem.contains(remote), "{}", err.problem);
+            assert!(load(&[("WRS_JOIN", join.as_str()), ("WRS_CLUSTER_SECRET", "s")]).is_ok());
+        }
+    }
 
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = vars

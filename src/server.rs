@@ -58,12 +58,12 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
     registry.do_send(SetCluster(raft.clone().recipient()));
     if config.cluster_secret.is_none() {
         log::warn!(
-            "WRS_CLUSTER_SECRET is not set: the peer port {} accepts any caller",
+            "WRS_CLUSTER_SECRET is not set: the peer port {} listens on loopback only",
             config.node_port
         );
     }
     let peer_server = cluster::peer::server::serve(
-        &config.bind,
+        config.peer_bind(),
         config.node_port,
         raft.clone(),
         registry.clone(),
@@ -72,7 +72,8 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
     .map_err(|e| {
         format!(
             "WRS_NODE_PORT: cannot listen on {}:{}: {e}",
-            config.bind, config.node_port
+            config.peer_bind(),
+            config.node_port
         )
     })?;
     let peer_handle = peer_server.handle();

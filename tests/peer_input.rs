@@ -143,3 +143,41 @@ async fn json_peer_routes_refuse_garbage_with_a_json_4xx() {
     }
     assert_still_serving(&s, "garbage JSON on the peer port").await;
 }
+
+/// This machine's address on its default route, if it has one (no packet is sent).
+fn non_loopback_ip() -> Option<std::net::IpAddr> {
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    sock.connect("10.255.255.1:9").ok()?;
+    let ip = sock.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+fn reachable(ip: std::net::IpAddr, port: u16) -> bool {
+    let addr = std::net::SocketAddr::new(ip, port);
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok()
+}
+
+#[actix_rt::test]
+async fn without_a_cluster_secret_the_peer_port_listens_on_loopback_only() {
+    let Some(ip) = non_loopback_ip() else {
+        eprintln!("no non-loopback address on this machine: nothing to prove here");
+        return;
+    };
+    let open = Server::start(&[("WRS_BIND", "0.0.0.0")]).await;
+    assert!(reachable(ip, open.api_port), "the API port answers on {ip}");
+    assert!(
+        !reachable(ip, open.node_port),
+        "without WRS_CLUSTER_SECRET the peer port must not answer on {ip}"
+    );
+    assert_still_serving(&open, "a loopback-only peer port").await;
+    let secured = Server::start(&[
+        ("WRS_BIND", "0.0.0.0"),
+        ("WRS_CLUSTER_SECRET", CLUSTER_SECRET),
+    ])
+    .await;
+    assert!(
+        reachable(ip, secured.node_port),
+        "with a secret the peer port listens on WRS_BIND"
+    );
+    eprintln!("{ip}: peer port closed without a secret, open with one");
+}

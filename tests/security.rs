@@ -440,6 +440,12 @@ async fn invalid_configuration_exits_nonzero_naming_the_variable() {
             "WRS_MAX_MESSAGE_SIZE",
         ),
         (vec![("WRS_CLIENT_QUEUE", "-3")], "WRS_CLIENT_QUEUE"),
+        (
+            vec![("WRS_CLIENT_QUEUE_BYTES", "0")],
+            "WRS_CLIENT_QUEUE_BYTES",
+        ),
+        // Joining another host without a secret would expose an open peer port.
+        (vec![("WRS_JOIN", "10.9.8.7:8080")], "WRS_CLUSTER_SECRET"),
         (vec![("WRS_MAX_CHANNELS", "1.5")], "WRS_MAX_CHANNELS"),
         (vec![("WRS_PING_INTERVAL", "soon")], "WRS_PING_INTERVAL"),
         (

@@ -185,19 +185,20 @@ async fn run(dial: Dial, mut rx: mpsc::Receiver<Outgoing>, purpose: Purpose) {
                 Err(_) => break,
             }
         }
-        let stale = batch
-            .iter()
-            .filter(|o| o.queued.elapsed() > max_age)
-            .count();
-        if stale > 0 {
-            let lost_snapshot = batch
-                .iter()
-                .any(|o| o.snapshot && o.queued.elapsed() > max_age);
-            batch.retain(|o| o.queued.elapsed() <= max_age);
-            log::debug!("peer: dropped {stale} stale frames for node {}", dial.to);
+        // One clock reading, so a frame is either kept or dropped and reported, never both.
+        let now = Instant::now();
+        let is_stale = |o: &Outgoing| now.saturating_duration_since(o.queued) > max_age;
+        if batch.iter().any(is_stale) {
+            let (stale, fresh): (Vec<_>, Vec<_>) = batch.into_iter().partition(is_stale);
+            batch = fresh;
+            log::debug!(
+                "peer: dropped {} stale frames for node {}",
+                stale.len(),
+                dial.to
+            );
             report(LinkReport::Unreachable {
                 to: dial.to,
-                snapshot: lost_snapshot,
+                snapshot: stale.iter().any(|o| o.snapshot),
             });
             if batch.is_empty() {
                 continue;

@@ -64,20 +64,25 @@ async fn auth_server(resources: Option<&str>) -> Server {
     Server::start(&env).await
 }
 
+/// `POST /channels` (echo) with the API token as a bearer header.
+async fn create_with_bearer(s: &Server) -> Resp {
+    let bearer = format!("Bearer {SECRET}");
+    s.request(
+        "POST",
+        "/channels",
+        &[("authorization", &bearer)],
+        Some(br#"{"pattern":"echo"}"#.to_vec()),
+    )
+    .await
+}
+
 // 3.1.1
 #[actix_rt::test]
 async fn t3_1_1_api_token_in_header_accepted() {
     let s = auth_server(None).await;
-    let bearer = format!("Bearer {SECRET}");
-    let res = s
-        .request(
-            "POST",
-            "/channels",
-            &[("authorization", &bearer)],
-            Some(br#"{"pattern":"echo"}"#.to_vec()),
-        )
-        .await;
+    let res = create_with_bearer(&s).await;
     assert_eq!(res.status, 201, "{}", res.text());
+    let bearer = format!("Bearer {SECRET}");
     let res = s
         .request("GET", "/channels", &[("authorization", &bearer)], None)
         .await;
@@ -539,15 +544,7 @@ async fn no_spelling_of_a_protected_route_reaches_its_handler_without_the_token(
         ("WRS_AUTH_RESOURCES", "POST:/channels DELETE:/ *:/cluster"),
     ])
     .await;
-    let bearer = format!("Bearer {SECRET}");
-    let res = s
-        .request(
-            "POST",
-            "/channels",
-            &[("authorization", &bearer)],
-            Some(br#"{"pattern":"echo"}"#.to_vec()),
-        )
-        .await;
+    let res = create_with_bearer(&s).await;
     let id = Created::from_response(res).id;
     let protected = [
         ("POST", "/channels".to_owned()),

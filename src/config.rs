@@ -69,6 +69,22 @@ pub struct Tls {
     pub key: PathBuf,
 }
 
+/// Which browser origins may call the REST API (`WRS_CORS_ORIGINS`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CorsOrigins {
+    /// `*`, the default: any page may call the API (the API token, not the origin, is the guard).
+    Any,
+    /// Exactly these `scheme://host[:port]` origins (or `null`, a page opened from a file).
+    List(Vec<String>),
+}
+
+/// A Markdown file served at `/readme` instead of the built-in README (`WRS_README_PATH`).
+#[derive(Debug, Clone)]
+pub struct Readme {
+    pub path: PathBuf,
+    pub markdown: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub bind: String,
@@ -101,6 +117,12 @@ pub struct Config {
     pub node_snapshot_length: u64,
     pub join: Vec<String>,
     pub cluster_secret: Option<String>,
+    pub cors_origins: CorsOrigins,
+    /// TLS ends at a proxy in front of this node: the `url`s it hands out say `wss://`.
+    pub public_ssl: bool,
+    pub readme: Option<Readme>,
+    /// Upper bound of the random wait before discovery, so nodes started together spread out.
+    pub max_startup_delay: Duration,
 }
 
 /// Largest integer a JSON number carries exactly (2^53), the bound for limits and timeouts.
@@ -134,7 +156,11 @@ impl Config {
                 "must be set when WRS_AUTH=true (or use -t/--token)",
             ));
         }
-        let auth_rules = auth_rules(get("WRS_AUTH_RESOURCES").as_deref().unwrap_or(""))?;
+        let auth_rules = auth_rules(
+            aliased(&get, "WRS_AUTH_RESOURCES", "WRS_AUTH_RESSOURCES")?
+                .as_deref()
+                .unwrap_or(""),
+        )?;
         let ssl = boolean("WRS_SSL", or_cli(cli.ssl, "WRS_SSL"), false)?;
         let tls = if ssl {
             let cert = get("WRS_SSL_CERT_PATH")
@@ -247,13 +273,24 @@ impl Config {
             node_max_election_timeout: max_election,
             node_snapshot_length: number(
                 "WRS_NODE_SNAPSHOT_LENGTH",
-                get("WRS_NODE_SNAPSHOT_LENGTH"),
+                aliased(&get, "WRS_NODE_SNAPSHOT_LENGTH", "WRS_NODE_SNAPSHOT_LENGHT")?,
                 10_000,
                 1,
                 1 << 40,
             )?,
             join,
             cluster_secret,
+            cors_origins: cors_origins(get("WRS_CORS_ORIGINS").as_deref().unwrap_or("*"))?,
+            public_ssl: boolean("WRS_PUBLIC_SSL", get("WRS_PUBLIC_SSL"), false)?,
+            readme: get("WRS_README_PATH").map(readme).transpose()?,
+            max_startup_delay: number(
+                "WRS_MAX_STARTUP_DELAY",
+                get("WRS_MAX_STARTUP_DELAY"),
+                0,
+                0,
+                3_600_000,
+            )
+            .map(Duration::from_millis)?,
         })
     }
 
@@ -269,6 +306,27 @@ impl Config {
         }
     }
 
+    /// The scheme of the WebSocket URLs this node hands out: `wss` when it serves TLS itself or
+    /// a proxy in front of it does (`WRS_PUBLIC_SSL`).
+    pub fn ws_scheme(&self) -> &'static str {
+        if self.tls.is_some() || self.public_ssl {
+            "wss"
+        } else {
+            "ws"
+        }
+    }
+
+    /// `ws(s)://WRS_DOMAIN:WRS_PUBLIC_API_PORT`, the start of every WebSocket URL this node
+    /// hands out (an IPv6 address gets its brackets).
+    pub fn public_ws_base(&self) -> String {
+        let host = if self.domain.contains(':') && !self.domain.starts_with('[') {
+            format!("[{}]", self.domain)
+        } else {
+            self.domain.clone()
+        };
+        format!("{}://{host}:{}", self.ws_scheme(), self.public_api_port)
+    }
+
     /// The scheme a browser uses to reach this node.
     pub fn http_scheme(&self) -> &'static str {
         if self.tls.is_some() {
@@ -277,6 +335,64 @@ impl Config {
             "http"
         }
     }
+}
+
+/// A variable that also has the thesis' spelling (its table 14 says `WRS_AUTH_RESSOURCES` and
+/// `WRS_NODE_SNAPSHOT_LENGHT`): either may be set; both set and different is an error naming
+/// both, because silently preferring one would hide a typo'd override.
+fn aliased(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    alias: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    match (get(var), get(alias)) {
+        (Some(a), Some(b)) if a.trim() != b.trim() => Err(bad(
+            var,
+            format!(
+                "{var} and {alias} (the thesis' spelling of the same setting) are both set, to \
+                 different values ({a:?} and {b:?}); set only one"
+            ),
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+/// Parses `WRS_CORS_ORIGINS`: `*`, or space-separated origins as a browser sends them in its
+/// `Origin` header (`scheme://host[:port]`, no path; `null` for pages opened from a file).
+fn cors_origins(spec: &str) -> Result<CorsOrigins, ConfigError> {
+    let entries: Vec<&str> = spec.split_whitespace().collect();
+    if entries.is_empty() || entries.contains(&"*") {
+        return Ok(CorsOrigins::Any);
+    }
+    let origin = Regex::new(r"^(null|[a-z][a-z0-9+.-]*://[^/?#\s]+)$").expect("a valid regex");
+    entries
+        .into_iter()
+        .map(|e| {
+            if origin.is_match(e) {
+                Ok(e.to_owned())
+            } else {
+                Err(bad(
+                    "WRS_CORS_ORIGINS",
+                    format!(
+                        "{e:?} is not an origin: write scheme://host[:port] without a path, \
+                         e.g. http://localhost:3000, or * for any"
+                    ),
+                ))
+            }
+        })
+        .collect::<Result<_, _>>()
+        .map(CorsOrigins::List)
+}
+
+/// Reads `WRS_README_PATH` at start, so a missing or unreadable file stops the node with its
+/// name instead of serving an error page later.
+fn readme(path: String) -> Result<Readme, ConfigError> {
+    let markdown = std::fs::read_to_string(&path)
+        .map_err(|e| bad("WRS_README_PATH", format!("cannot read {path}: {e}")))?;
+    Ok(Readme {
+        path: path.into(),
+        markdown,
+    })
 }
 
 fn boolean(var: &'static str, v: Option<String>, default: bool) -> Result<bool, ConfigError> {
@@ -446,5 +562,64 @@ mod tests {
         assert!(rules[1].method.is_none());
         assert!(rules[2].path.is_match("/anything"));
         assert!(rules[3].method.is_none() && rules[3].path.is_match("/reset"));
+    }
+
+    #[test]
+    fn the_thesis_spellings_work_and_a_conflict_names_both() {
+        let c = load(&[("WRS_AUTH_RESSOURCES", "POST:/channels")]).expect("alias loads");
+        assert_eq!(c.auth_rules.len(), 1);
+        let c = load(&[("WRS_NODE_SNAPSHOT_LENGHT", "77")]).expect("alias loads");
+        assert_eq!(c.node_snapshot_length, 77);
+        // Both set to the same value is not a conflict.
+        let same = [("WRS_NODE_SNAPSHOT_LENGTH", "5"), ("WRS_NODE_SNAPSHOT_LENGHT", "5")];
+        assert_eq!(load(&same).expect("same value").node_snapshot_length, 5);
+        for (var, alias) in [
+            ("WRS_AUTH_RESOURCES", "WRS_AUTH_RESSOURCES"),
+            ("WRS_NODE_SNAPSHOT_LENGTH", "WRS_NODE_SNAPSHOT_LENGHT"),
+        ] {
+            let err = load(&[(var, "5"), (alias, "6")]).expect_err(var);
+            let text = err.to_string();
+            assert!(text.contains(var) && text.contains(alias), "{text}");
+        }
+    }
+
+    #[test]
+    fn cors_origins_default_to_any_and_reject_what_a_browser_never_sends() {
+        assert_eq!(load(&[]).unwrap().cors_origins, CorsOrigins::Any);
+        let c = load(&[("WRS_CORS_ORIGINS", "http://localhost:3000 https://a.example null")]);
+        assert_eq!(
+            c.unwrap().cors_origins,
+            CorsOrigins::List(vec![
+                "http://localhost:3000".into(),
+                "https://a.example".into(),
+                "null".into()
+            ])
+        );
+        for bad in ["localhost:3000", "http://a.example/", "http://a.example/app"] {
+            let err = load(&[("WRS_CORS_ORIGINS", bad)]).expect_err(bad);
+            assert_eq!(err.var, "WRS_CORS_ORIGINS");
+        }
+    }
+
+    #[test]
+    fn ws_scheme_follows_tls_or_the_proxy_flag() {
+        assert_eq!(load(&[]).unwrap().ws_scheme(), "ws");
+        let c = load(&[("WRS_DOMAIN", "::1"), ("WRS_PUBLIC_API_PORT", "443")]).unwrap();
+        assert_eq!(c.public_ws_base(), "ws://[::1]:443");
+        assert_eq!(
+            load(&[("WRS_PUBLIC_SSL", "true")]).unwrap().ws_scheme(),
+            "wss"
+        );
+    }
+
+    #[test]
+    fn a_missing_readme_and_a_too_long_startup_delay_name_their_variable() {
+        let err = load(&[("WRS_README_PATH", "/nonexistent/wrs-readme.md")]).unwrap_err();
+        assert_eq!(err.var, "WRS_README_PATH");
+        assert!(err.problem.contains("/nonexistent/wrs-readme.md"));
+        let err = load(&[("WRS_MAX_STARTUP_DELAY", "3600001")]).unwrap_err();
+        assert_eq!(err.var, "WRS_MAX_STARTUP_DELAY");
+        let c = load(&[("WRS_MAX_STARTUP_DELAY", "250")]).unwrap();
+        assert_eq!(c.max_startup_delay, Duration::from_millis(250));
     }
 }

@@ -32,6 +32,8 @@ pub enum ApiError {
     NodeNotFound(String),
     #[error("Method {0} is not allowed on this route")]
     MethodNotAllowed(String),
+    #[error("This cross-origin request is not allowed (WRS_CORS_ORIGINS): {0}")]
+    CorsRejected(String),
     #[error("The channel's client limit of {0} is reached")]
     ClientLimitReached(i64),
     #[error("The request body exceeds the limit of {0} bytes")]
@@ -65,6 +67,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::NodeNotFound(_) => "node_not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::CorsRejected(_) => "cors_rejected",
             ApiError::ClientLimitReached(_) => "client_limit_reached",
             ApiError::BodyTooLarge(_) => "body_too_large",
             ApiError::ClusterUnavailable(_) => "cluster_unavailable",
@@ -86,7 +89,7 @@ impl ResponseError for ApiError {
             | ApiError::InvalidPath(_)
             | ApiError::NotWebSocket => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::InvalidToken => StatusCode::FORBIDDEN,
+            ApiError::InvalidToken | ApiError::CorsRejected(_) => StatusCode::FORBIDDEN,
             ApiError::ChannelNotFound(_) | ApiError::NotFound(_) | ApiError::NodeNotFound(_) => {
                 StatusCode::NOT_FOUND
             }

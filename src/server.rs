@@ -107,7 +107,15 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
         .into_iter()
         .chain([me.api.clone()])
         .collect();
-    actix_rt::spawn(cluster::membership::discover(
+    let delay = startup_delay(config.max_startup_delay);
+    if !delay.is_zero() {
+        log::info!(
+            "startup delay: waiting {} ms (of at most WRS_MAX_STARTUP_DELAY={} ms) before discovery",
+            delay.as_millis(),
+            config.max_startup_delay.as_millis()
+        );
+    }
+    let discover = cluster::membership::discover(
         config.join.clone(),
         cluster::membership::ApiAccess {
             scheme: config.http_scheme().to_owned(),
@@ -117,7 +125,11 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
         own,
         raft.clone(),
         config.cluster_secret.clone(),
-    ));
+    );
+    actix_rt::spawn(async move {
+        tokio::time::sleep(delay).await;
+        discover.await;
+    });
 
     let stop = async move {
         stop.await;
@@ -142,6 +154,13 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
     }
     log::info!("bye");
     Ok(())
+}
+
+/// A uniformly random wait in `0..=max`, so nodes of a cluster started at the same moment do
+/// not all look for each other at once (the thesis' `WRS_MAX_STARTUP_DELAY`).
+fn startup_delay(max: Duration) -> Duration {
+    let max_ms = max.as_millis() as u64;
+    Duration::from_millis(crate::token::random_up_to(max_ms))
 }
 
 fn raft_settings(config: &Config) -> RaftSettings {

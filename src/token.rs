@@ -28,6 +28,21 @@ pub fn random_id(len: usize) -> String {
 }
 
 /// A token of `len` hex characters (`len` ≥ 32 gives ≥ 128 bits of entropy).
+/// A uniformly random number in `0..=max` (rejection sampling, so no value is favoured).
+pub fn random_up_to(max: u64) -> u64 {
+    if max == u64::MAX {
+        return u64::from_le_bytes(random_bytes(8).try_into().unwrap_or([0; 8]));
+    }
+    let range = max + 1;
+    let zone = u64::MAX - (u64::MAX % range);
+    loop {
+        let n = u64::from_le_bytes(random_bytes(8).try_into().unwrap_or([0; 8]));
+        if n < zone {
+            return n % range;
+        }
+    }
+}
+
 pub fn random_token(len: usize) -> String {
     random_bytes(len.div_ceil(2))
         .iter()
@@ -54,6 +69,14 @@ pub fn matches(presented: &str, expected: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_up_to_stays_in_range_and_reaches_both_ends() {
+        assert_eq!(random_up_to(0), 0);
+        let draws: Vec<u64> = (0..400).map(|_| random_up_to(2)).collect();
+        assert!(draws.iter().all(|&n| n <= 2));
+        assert!(draws.contains(&0) && draws.contains(&2));
+    }
 
     #[test]
     fn ids_and_tokens_have_the_asked_length_and_alphabet() {

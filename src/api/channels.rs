@@ -112,12 +112,14 @@ async fn create_channel(state: &AppState, spec: ChannelSpec) -> Result<HttpRespo
         match commit(state, Command::CreateChannel(record)).await? {
             Applied::Created(record) => {
                 let id = &record.id;
+                let connect = format!("/channels/{id}/connect?token={token}");
                 return Ok(HttpResponse::Created()
                     .insert_header(("Location", format!("/channels/{id}")))
                     .json(json!({
                         "message": format!("Channel {id} created"),
                         "token": token,
-                        "connect": format!("/channels/{id}/connect?token={token}"),
+                        "url": format!("{}{connect}", config.public_ws_base()),
+                        "connect": connect,
                         "data": record_json(&record, Live { clients: 0, idle_ms: 0 }),
                     })));
             }

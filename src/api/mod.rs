@@ -5,6 +5,7 @@ pub mod auth;
 pub mod channels;
 pub mod cluster;
 pub mod connect;
+pub mod cors;
 pub mod pages;
 pub mod path;
 pub mod spec;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub auth: Option<auth::AuthPolicy>,
     pub session_limits: SessionLimits,
     pub shutting_down: Arc<AtomicBool>,
+    /// `/readme`, rendered once at start.
+    pub readme_html: bytes::Bytes,
 }
 
 impl AppState {
@@ -55,6 +58,7 @@ impl AppState {
                 ping_interval: config.ping_interval,
                 ping_timeout: config.ping_timeout,
             },
+            readme_html: pages::render_readme(config.readme.as_ref()).into(),
             config,
             registry,
             cluster,
@@ -163,10 +167,14 @@ fn tls_acceptor(tls: &Tls) -> Result<SslAcceptorBuilder, String> {
 pub fn serve(state: web::Data<AppState>) -> Result<Server, String> {
     let config = Arc::clone(&state.config);
     let browser_only = config.browser_only;
+    let config_cors = config.cors_origins.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .wrap(from_fn(auth::middleware))
+            // Outside auth, so a 401 carries CORS headers and preflights need no token.
+            .wrap(cors::layer(&config_cors))
+            .wrap(from_fn(cors::answers))
             .wrap(from_fn(crate::metrics::middleware))
             .configure(|cfg| routes(cfg, browser_only))
             .default_service(web::to(not_found))

@@ -1,9 +1,11 @@
 //! The pages built into the binary: landing page, README as HTML, the test client, the
-//! OpenAPI document and its viewer. They work from any working directory.
+//! OpenAPI document and its viewer. They work from any working directory; `/readme` can be
+//! replaced by the operator's own Markdown (`WRS_README_PATH`).
 
-use std::sync::OnceLock;
+use actix_web::{web, HttpResponse};
 
-use actix_web::HttpResponse;
+use super::AppState;
+use crate::config::Readme;
 
 const INDEX: &str = include_str!("../../assets/index.html");
 const CLIENT: &str = include_str!("../../assets/client.html");
@@ -35,24 +37,28 @@ pub async fn openapi() -> HttpResponse {
         .body(OPENAPI)
 }
 
-/// README.md rendered once, on first request.
-pub async fn readme() -> HttpResponse {
-    static PAGE: OnceLock<String> = OnceLock::new();
-    let page = PAGE.get_or_init(|| {
-        let mut body = String::new();
-        let parser = pulldown_cmark::Parser::new_ext(README, pulldown_cmark::Options::all());
-        pulldown_cmark::html::push_html(&mut body, parser);
-        format!(
-            "<!doctype html><html><head><meta charset=\"utf-8\"><title>wrs README</title>\
-             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-             <style>body{{font-family:system-ui,sans-serif;max-width:50rem;margin:2rem auto;\
-             padding:0 1rem;line-height:1.5}}pre{{background:#f4f4f4;padding:.75rem;\
-             overflow:auto}}code{{background:#f4f4f4}}table{{border-collapse:collapse}}\
-             td,th{{border:1px solid #ccc;padding:.25rem .5rem}}</style></head><body>{body}\
-             </body></html>"
-        )
-    });
+/// The README page, rendered once at start from `WRS_README_PATH` or the built-in README.
+pub fn render_readme(readme: Option<&Readme>) -> String {
+    let (markdown, title) = match readme {
+        Some(r) => (r.markdown.as_str(), "README"),
+        None => (README, "wrs README"),
+    };
+    let mut body = String::new();
+    let parser = pulldown_cmark::Parser::new_ext(markdown, pulldown_cmark::Options::all());
+    pulldown_cmark::html::push_html(&mut body, parser);
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <style>body{{font-family:system-ui,sans-serif;max-width:50rem;margin:2rem auto;\
+         padding:0 1rem;line-height:1.5}}pre{{background:#f4f4f4;padding:.75rem;\
+         overflow:auto}}code{{background:#f4f4f4}}table{{border-collapse:collapse}}\
+         td,th{{border:1px solid #ccc;padding:.25rem .5rem}}</style></head><body>{body}\
+         </body></html>"
+    )
+}
+
+pub async fn readme(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
-        .body(page.as_str())
+        .body(state.readme_html.clone())
 }

@@ -571,7 +571,10 @@ mod tests {
         let c = load(&[("WRS_NODE_SNAPSHOT_LENGHT", "77")]).expect("alias loads");
         assert_eq!(c.node_snapshot_length, 77);
         // Both set to the same value is not a conflict.
-        let same = [("WRS_NODE_SNAPSHOT_LENGTH", "5"), ("WRS_NODE_SNAPSHOT_LENGHT", "5")];
+        let same = [
+            ("WRS_NODE_SNAPSHOT_LENGTH", "5"),
+            ("WRS_NODE_SNAPSHOT_LENGHT", "5"),
+        ];
         assert_eq!(load(&same).expect("same value").node_snapshot_length, 5);
         for (var, alias) in [
             ("WRS_AUTH_RESOURCES", "WRS_AUTH_RESSOURCES"),
@@ -586,7 +589,10 @@ mod tests {
     #[test]
     fn cors_origins_default_to_any_and_reject_what_a_browser_never_sends() {
         assert_eq!(load(&[]).unwrap().cors_origins, CorsOrigins::Any);
-        let c = load(&[("WRS_CORS_ORIGINS", "http://localhost:3000 https://a.example null")]);
+        let c = load(&[(
+            "WRS_CORS_ORIGINS",
+            "http://localhost:3000 https://a.example null",
+        )]);
         assert_eq!(
             c.unwrap().cors_origins,
             CorsOrigins::List(vec![
@@ -595,7 +601,11 @@ mod tests {
                 "null".into()
             ])
         );
-        for bad in ["localhost:3000", "http://a.example/", "http://a.example/app"] {
+        for bad in [
+            "localhost:3000",
+            "http://a.example/",
+            "http://a.example/app",
+        ] {
             let err = load(&[("WRS_CORS_ORIGINS", bad)]).expect_err(bad);
             assert_eq!(err.var, "WRS_CORS_ORIGINS");
         }

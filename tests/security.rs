@@ -369,66 +369,6 @@ async fn browser_only_routes_are_404_when_mode_is_off() {
     assert_eq!(s.get(&format!("/channels/{}", c.id)).await.status, 200);
 }
 
-struct Exit {
-    code: Option<i32>,
-    stderr: String,
-    stdout: String,
-}
-
-/// Run the binary with `envs` on fresh ports; it must exit within 10 s.
-async fn run_with_env(envs: &[(&str, &str)]) -> Exit {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut all: Vec<(String, String)> = vec![
-        ("WRS_BIND".into(), "127.0.0.1".into()),
-        ("WRS_API_PORT".into(), free_port().to_string()),
-        ("WRS_NODE_PORT".into(), free_port().to_string()),
-    ];
-    for (k, v) in envs {
-        all.retain(|(ek, _)| ek != k);
-        all.push((k.to_string(), v.to_string()));
-    }
-    let mut child = spawn_wrs(dir.path(), &all);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break Some(st);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
-    let stderr = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
-    let stdout = std::fs::read_to_string(dir.path().join("stdout.log")).unwrap_or_default();
-    match status {
-        None => {
-            panic!("wrs with {envs:?} did not exit within 10 s\nstdout: {stdout}\nstderr: {stderr}")
-        }
-        Some(st) => Exit {
-            code: st.code(),
-            stderr,
-            stdout,
-        },
-    }
-}
-
-fn assert_config_error(out: &Exit, var: &str) {
-    assert!(
-        out.code.is_some_and(|c| c != 0),
-        "exit code {:?} for bad {var}; stderr: {}",
-        out.code,
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains(var),
-        "stderr does not name {var}:\nstderr: {}\nstdout: {}",
-        out.stderr,
-        out.stdout
-    );
-}
-
 #[actix_rt::test]
 async fn invalid_configuration_exits_nonzero_naming_the_variable() {
     let certs = tempfile::tempdir().expect("tempdir");

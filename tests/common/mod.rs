@@ -333,11 +333,17 @@ impl Server {
 
     /// Open a WebSocket to `path` (with query); Err carries the failure text.
     pub async fn try_ws(&self, path: &str) -> Result<Ws, String> {
-        let fut = self
-            .client
-            .ws(self.ws_url(path))
-            .max_frame_size(MAX_FRAME)
-            .connect();
+        self.try_ws_url(&self.ws_url(path), None).await
+    }
+
+    /// Open a WebSocket to a full `ws://`/`wss://` URL, optionally sending an `Origin` header
+    /// as a browser does.
+    pub async fn try_ws_url(&self, url: &str, origin: Option<&str>) -> Result<Ws, String> {
+        let mut req = self.client.ws(url).max_frame_size(MAX_FRAME);
+        if let Some(origin) = origin {
+            req = req.origin(origin);
+        }
+        let fut = req.connect();
         match tokio::time::timeout(Duration::from_secs(10), fut).await {
             Err(_) => Err("websocket connect timed out".into()),
             Ok(Err(e)) => Err(format!("{e}")),
@@ -1445,4 +1451,65 @@ impl Cluster {
         }
         self.nodes[i] = s;
     }
+}
+
+/// How a run that was expected to stop at start ended.
+pub struct Exit {
+    pub code: Option<i32>,
+    pub stderr: String,
+    pub stdout: String,
+}
+
+/// Run the binary with `envs` on fresh ports; it must exit within 10 s.
+pub async fn run_with_env(envs: &[(&str, &str)]) -> Exit {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut all: Vec<(String, String)> = vec![
+        ("WRS_BIND".into(), "127.0.0.1".into()),
+        ("WRS_API_PORT".into(), free_port().to_string()),
+        ("WRS_NODE_PORT".into(), free_port().to_string()),
+    ];
+    for (k, v) in envs {
+        all.retain(|(ek, _)| ek != k);
+        all.push((k.to_string(), v.to_string()));
+    }
+    let mut child = spawn_wrs(dir.path(), &all);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let stderr = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default();
+    let stdout = std::fs::read_to_string(dir.path().join("stdout.log")).unwrap_or_default();
+    match status {
+        None => {
+            panic!("wrs with {envs:?} did not exit within 10 s\nstdout: {stdout}\nstderr: {stderr}")
+        }
+        Some(st) => Exit {
+            code: st.code(),
+            stderr,
+            stdout,
+        },
+    }
+}
+
+pub fn assert_config_error(out: &Exit, var: &str) {
+    assert!(
+        out.code.is_some_and(|c| c != 0),
+        "exit code {:?} for bad {var}; stderr: {}",
+        out.code,
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(var),
+        "stderr does not name {var}:\nstderr: {}\nstdout: {}",
+        out.stderr,
+        out.stdout
+    );
 }

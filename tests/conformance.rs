@@ -84,32 +84,43 @@ async fn autobahn_fuzzingclient_cases_1_to_10_pass() {
     assert_eq!(ws.recv_text().await, "after autobahn");
 }
 
-#[actix_rt::test]
-async fn browser_client_page_relays_between_two_clients() {
+/// The selenium venv, or None when it (or Chromium) is missing and WRS_SKIP_EXTERNAL=1.
+fn browser_python(name: &str) -> Option<PathBuf> {
     let python = tools().join("selenium/bin/python");
     let installed = python.exists()
         && std::path::Path::new("/usr/bin/chromium").exists()
         && std::path::Path::new("/usr/bin/chromedriver").exists();
-    if !installed {
-        if skip_external() {
-            eprintln!("SKIPPED browser client: tools not installed and WRS_SKIP_EXTERNAL=1");
-            return;
-        }
-        panic!(
-            "selenium venv ({}) or chromium/chromedriver missing; run scripts/install-test-tools.sh \
-             (or set WRS_SKIP_EXTERNAL=1 to skip)",
-            python.display()
-        );
+    if installed {
+        return Some(python);
     }
-    let s = Server::start(&[]).await;
-    // Kept after the run: success.png / failure.png.
-    let out = root().join("target/test-reports/browser");
+    if skip_external() {
+        eprintln!("SKIPPED {name}: tools not installed and WRS_SKIP_EXTERNAL=1");
+        return None;
+    }
+    panic!(
+        "selenium venv ({}) or chromium/chromedriver missing; run scripts/install-test-tools.sh \
+         (or set WRS_SKIP_EXTERNAL=1 to skip)",
+        python.display()
+    );
+}
+
+/// Runs `tests/external/<script>` with the selenium venv; reports go to
+/// target/test-reports/<report> (success.png / failure.png are kept after the run).
+async fn browser_script(script: &str, report: &str, args: &[String]) -> Option<String> {
+    let python = browser_python(report)?;
+    let out = root().join("target/test-reports").join(report);
     let _ = std::fs::remove_dir_all(&out);
     let mut cmd = Command::new(&python);
-    cmd.arg(root().join("tests/external/browser_client.py"))
-        .arg(s.base())
+    cmd.arg(root().join("tests/external").join(script))
+        .args(args)
         .arg(&out);
-    let Some(stdout) = run_script("browser client", cmd).await else {
+    run_script(report, cmd).await
+}
+
+#[actix_rt::test]
+async fn browser_client_page_relays_between_two_clients() {
+    let s = Server::start(&[]).await;
+    let Some(stdout) = browser_script("browser_client.py", "browser", &[s.base()]).await else {
         return;
     };
     let id = stdout
@@ -123,4 +134,60 @@ async fn browser_client_page_relays_between_two_clients() {
         ch["pattern"], "pub-sub",
         "the page created a pub-sub channel"
     );
+}
+
+#[actix_rt::test]
+async fn browser_client_page_helpers_reply_share_snippets_and_binary_by_clicks() {
+    let s = Server::start(&[]).await;
+    let Some(stdout) =
+        browser_script("browser_client_helpers.py", "browser-helpers", &[s.base()]).await
+    else {
+        return;
+    };
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("REQ_REPL_ID="))
+        .expect("the script prints REQ_REPL_ID=")
+        .trim()
+        .to_string();
+    let ch = s.channel(&id).await;
+    assert_eq!(
+        ch["pattern"], "req-repl",
+        "the page created a req-repl channel"
+    );
+}
+
+/// The page of `tests/external/browser_cross_origin.py`, served from another port than wrs,
+/// against a server with `envs`; `expect` is `allowed` or `blocked`.
+async fn cross_origin(envs: &[(&str, &str)], page_port: u16, expect: &str) -> Option<Server> {
+    let s = Server::start(envs).await;
+    let report = format!("browser-cross-origin-{expect}");
+    let args = [s.base(), page_port.to_string(), expect.to_string()];
+    let stdout = browser_script("browser_cross_origin.py", &report, &args).await?;
+    assert!(
+        stdout.contains(&format!("{expect} as expected")),
+        "{stdout}"
+    );
+    Some(s)
+}
+
+#[actix_rt::test]
+async fn a_page_on_another_origin_runs_the_thesis_examples_unless_its_origin_is_not_allowed() {
+    let page_port = free_port();
+    let page_origin = format!("http://127.0.0.1:{page_port}");
+    // Default `*`, then the page's own origin listed: fetch + url + echo, and figures 39-41.
+    if cross_origin(&[], page_port, "allowed").await.is_none() {
+        return;
+    }
+    cross_origin(&[("WRS_CORS_ORIGINS", &page_origin)], page_port, "allowed").await;
+    // Another origin listed: the browser blocks the page, and no channel was created (the
+    // refused preflight stopped the POST before it was sent).
+    let s = cross_origin(
+        &[("WRS_CORS_ORIGINS", "http://other.example")],
+        page_port,
+        "blocked",
+    )
+    .await
+    .expect("tools were found above");
+    assert_eq!(s.get("/channels").await.json()["data"], json!([]));
 }

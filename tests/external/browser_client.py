@@ -13,49 +13,11 @@ BASE = sys.argv[1].rstrip("/")
 OUT = sys.argv[2]
 os.makedirs(OUT, exist_ok=True)
 
-try:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select, WebDriverWait
-except ImportError as e:
-    print(f"selenium is not installed: {e}")
-    sys.exit(77)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from browser_common import Browser, By, Select  # noqa: E402
 
-CHROMIUM = os.environ.get("WRS_CHROMIUM", "/usr/bin/chromium")
-DRIVER = os.environ.get("WRS_CHROMEDRIVER", "/usr/bin/chromedriver")
-for p in (CHROMIUM, DRIVER):
-    if not os.access(p, os.X_OK):
-        print(f"{p} is not installed")
-        sys.exit(77)
-
-opts = webdriver.ChromeOptions()
-opts.binary_location = CHROMIUM
-for flag in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-dev-shm-usage", "--window-size=1280,1000",
-             f"--user-data-dir={os.path.join(OUT, 'profile')}"]:
-    opts.add_argument(flag)
-opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-
-driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
-wait = WebDriverWait(driver, 15)
-
-
-def fail(msg):
-    print(f"FAIL: {msg}")
-    try:
-        driver.save_screenshot(os.path.join(OUT, "failure.png"))
-        print(f"screenshot: {os.path.join(OUT, 'failure.png')}")
-        err = driver.find_elements(By.CSS_SELECTOR, "#error")
-        if err:
-            print(f"#error: {err[0].text!r}")
-        for entry in driver.get_log("browser"):
-            print(f"console: {entry}")
-    except Exception as e:  # noqa: BLE001 - best effort diagnostics
-        print(f"(diagnostics failed: {e})")
-    driver.quit()
-    sys.exit(1)
+browser = Browser(OUT)
+driver, wait, fail = browser.driver, browser.wait, browser.fail
 
 
 def client(i):
@@ -102,12 +64,10 @@ try:
         ch = json.load(r)["data"]
     if ch.get("clients") != 2 or ch.get("pattern") != "pub-sub":
         fail(f"server-side channel is {ch}, expected pub-sub with 2 clients")
-    driver.save_screenshot(os.path.join(OUT, "success.png"))
     print(f"CHANNEL_ID={cid}")
     print("browser client: message from client 0 arrived at client 1")
 except SystemExit:
     raise
 except Exception as e:  # noqa: BLE001
     fail(f"{type(e).__name__}: {e}")
-driver.quit()
-sys.exit(0)
+browser.done()

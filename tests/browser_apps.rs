@@ -88,7 +88,14 @@ async fn every_response_errors_included_carries_allow_origin() {
     .await;
     let origin = [("origin", PAGE)];
     let json_origin = [("origin", PAGE), ("content-type", "application/json")];
-    let cases: Vec<(&str, &str, &[(&str, &str)], Option<&str>, u16)> = vec![
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        Option<&'a str>,
+        u16,
+    );
+    let cases: Vec<Case> = vec![
         ("GET", "/channels", &origin, None, 200),
         ("GET", "/channels/nope", &origin, None, 404),
         (

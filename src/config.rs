@@ -121,6 +121,9 @@ pub struct Config {
     /// TLS ends at a proxy in front of this node: the `url`s it hands out say `wss://`.
     pub public_ssl: bool,
     pub readme: Option<Readme>,
+    /// `ws(s)://host[:port]` that replaces `WRS_DOMAIN:WRS_PUBLIC_API_PORT` in handed-out URLs,
+    /// for a node whose `WRS_DOMAIN` is an internal name (a pod behind an ingress).
+    pub public_url: Option<String>,
     /// Upper bound of the random wait before discovery, so nodes started together spread out.
     pub max_startup_delay: Duration,
 }
@@ -283,6 +286,7 @@ impl Config {
             cors_origins: cors_origins(get("WRS_CORS_ORIGINS").as_deref().unwrap_or("*"))?,
             public_ssl: boolean("WRS_PUBLIC_SSL", get("WRS_PUBLIC_SSL"), false)?,
             readme: get("WRS_README_PATH").map(readme).transpose()?,
+            public_url: get("WRS_PUBLIC_URL").map(public_url).transpose()?,
             max_startup_delay: number(
                 "WRS_MAX_STARTUP_DELAY",
                 get("WRS_MAX_STARTUP_DELAY"),
@@ -319,6 +323,9 @@ impl Config {
     /// `ws(s)://WRS_DOMAIN:WRS_PUBLIC_API_PORT`, the start of every WebSocket URL this node
     /// hands out (an IPv6 address gets its brackets).
     pub fn public_ws_base(&self) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
         let host = if self.domain.contains(':') && !self.domain.starts_with('[') {
             format!("[{}]", self.domain)
         } else {
@@ -382,6 +389,20 @@ fn cors_origins(spec: &str) -> Result<CorsOrigins, ConfigError> {
         })
         .collect::<Result<_, _>>()
         .map(CorsOrigins::List)
+}
+
+/// Parses `WRS_PUBLIC_URL`: `ws://` or `wss://` and a host (and port), nothing after it.
+fn public_url(url: String) -> Result<String, ConfigError> {
+    let base = url.trim().trim_end_matches('/');
+    let shape = Regex::new(r"^wss?://[^/?#\s]+$").expect("a valid regex");
+    if shape.is_match(base) {
+        Ok(base.to_owned())
+    } else {
+        Err(bad(
+            "WRS_PUBLIC_URL",
+            format!("{url:?} is not ws://host[:port] or wss://host[:port] without a path"),
+        ))
+    }
 }
 
 /// Reads `WRS_README_PATH` at start, so a missing or unreadable file stops the node with its
@@ -616,6 +637,11 @@ mod tests {
         assert_eq!(load(&[]).unwrap().ws_scheme(), "ws");
         let c = load(&[("WRS_DOMAIN", "::1"), ("WRS_PUBLIC_API_PORT", "443")]).unwrap();
         assert_eq!(c.public_ws_base(), "ws://[::1]:443");
+        let c = load(&[("WRS_PUBLIC_URL", "wss://relay.example.org/")]).unwrap();
+        assert_eq!(c.public_ws_base(), "wss://relay.example.org");
+        for bad in ["https://relay.example.org", "wss://relay.example.org/app", "relay"] {
+            assert_eq!(load(&[("WRS_PUBLIC_URL", bad)]).unwrap_err().var, "WRS_PUBLIC_URL");
+        }
         assert_eq!(
             load(&[("WRS_PUBLIC_SSL", "true")]).unwrap().ws_scheme(),
             "wss"

@@ -8,7 +8,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpResponse};
 use prometheus::{
-    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
@@ -86,6 +86,22 @@ pub static CLUSTER_ROLE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
         .expect("valid metric"),
     )
 });
+/// Leader → follower heartbeat → response, the peer network's round trip as Raft sees it
+/// (one series for all peers: peer ids change on every restart, labels must not).
+pub static PEER_RTT: LazyLock<Histogram> = LazyLock::new(|| {
+    register(
+        Histogram::with_opts(
+            HistogramOpts::new(
+                "wrs_peer_rtt_seconds",
+                "Round trip of a Raft heartbeat from this leader to a follower and back",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
+        )
+        .expect("valid metric"),
+    )
+});
 pub static RAFT_TERM: LazyLock<IntGauge> =
     LazyLock::new(|| gauge("wrs_raft_term", "Current Raft term"));
 pub static RAFT_COMMIT_INDEX: LazyLock<IntGauge> =
@@ -123,6 +139,7 @@ pub fn init() {
         m.set(m.get());
     }
     SLOW_CONSUMERS.inc_by(0);
+    LazyLock::force(&PEER_RTT);
     // The Raft node sets the real role on its first Ready.
     for role in ["leader", "follower", "candidate", "learner"] {
         CLUSTER_ROLE.with_label_values(&[role]).set(0);

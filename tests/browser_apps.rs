@@ -241,6 +241,20 @@ async fn behind_a_tls_proxy_the_url_says_wss_and_names_the_public_address() {
 }
 
 #[actix_rt::test]
+async fn public_url_names_the_address_clients_use_when_the_node_has_an_internal_name() {
+    let s = Server::start(&[
+        ("WRS_DOMAIN", "wrs-0.wrs-peers"),
+        ("WRS_PUBLIC_URL", "wss://relay.example.org"),
+    ])
+    .await;
+    let c = s.create(json!({"pattern": "echo"})).await;
+    assert_eq!(
+        c.body["url"],
+        format!("wss://relay.example.org{}", c.connect_path()).as_str()
+    );
+}
+
+#[actix_rt::test]
 async fn with_tls_the_url_is_wss_and_opens_as_is() {
     let certs = tempfile::tempdir().expect("tempdir");
     let (cert, key) = self_signed_cert(certs.path());
@@ -328,6 +342,7 @@ async fn both_spellings_set_differently_stop_the_start_naming_both() {
         ),
         (("WRS_CORS_ORIGINS", "localhost:3000"), "WRS_CORS_ORIGINS"),
         (("WRS_PUBLIC_SSL", "perhaps"), "WRS_PUBLIC_SSL"),
+        (("WRS_PUBLIC_URL", "https://relay.example.org"), "WRS_PUBLIC_URL"),
         (("WRS_MAX_STARTUP_DELAY", "soon"), "WRS_MAX_STARTUP_DELAY"),
     ] {
         let out = run_with_env(&[env]).await;

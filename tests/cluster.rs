@@ -221,6 +221,27 @@ async fn three_nodes_started_together_form_exactly_one_cluster() {
             wait_channel_list(s, &ids, WAIT).await;
             assert_eq!(s.get("/readyz").await.status, 200);
         }
+        // The leader measures the peer round trip from its heartbeats (for the dashboard).
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let mut rtts = 0.0;
+            for s in &c.nodes {
+                let text = s.get("/metrics").await.text();
+                rtts += text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("wrs_peer_rtt_seconds_count "))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .expect("wrs_peer_rtt_seconds_count is exposed");
+            }
+            if rtts > 0.0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no heartbeat round trip measured"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

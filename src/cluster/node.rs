@@ -133,6 +133,8 @@ pub struct RaftNode {
     /// Peer addresses learned from accepted traffic before the state names them (at most
     /// `MAX_LEARNED`).
     learned: HashMap<u64, String>,
+    /// When the last heartbeat went to each peer, for the round-trip time its response shows.
+    heartbeat_sent: HashMap<u64, Instant>,
     registry: Addr<Registry>,
     relay: Arc<Relay>,
     /// This actor's own address, for the peer senders' reports.
@@ -187,6 +189,7 @@ impl RaftNode {
             reads_confirmed: Vec::new(),
             peers: HashMap::new(),
             learned: HashMap::new(),
+            heartbeat_sent: HashMap::new(),
             registry,
             relay,
             myself: None,
@@ -288,6 +291,12 @@ impl RaftNode {
             let snapshot = msgs
                 .iter()
                 .any(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+            if msgs
+                .iter()
+                .any(|m| m.get_msg_type() == MessageType::MsgHeartbeat)
+            {
+                self.heartbeat_sent.insert(to, Instant::now());
+            }
             let sent = self
                 .peers
                 .get(&to)
@@ -671,6 +680,11 @@ impl Handler<Step> for RaftNode {
                 continue;
             }
             passed += 1;
+            if m.get_msg_type() == MessageType::MsgHeartbeatResponse {
+                if let Some(sent) = self.heartbeat_sent.remove(&m.from) {
+                    metrics::PEER_RTT.observe(sent.elapsed().as_secs_f64());
+                }
+            }
             if let Err(e) = self.raw.step(m) {
                 log::debug!("raft: step failed: {e}");
             }

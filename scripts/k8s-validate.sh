@@ -25,7 +25,7 @@ if ! "$VENV/bin/kubernetes-validate" --version >/dev/null 2>&1; then
 fi
 KV=$VENV/bin/kubernetes-validate
 
-mapfile -t FILES < <(ls k8s/*.yaml | grep -v '/kustomization\.yaml$')
+mapfile -t FILES < <(ls k8s/*.yaml k8s/examples/*.yaml | grep -v '/kustomization\.yaml$')
 [ "${#FILES[@]}" -gt 0 ] || { say "FAIL: no manifests in k8s/"; exit 1; }
 
 failed=0
@@ -124,6 +124,29 @@ need(pdb["minAvailable"] == replicas // 2 + 1, f"PDB minAvailable {pdb['minAvail
 ing = by["Ingress"]["wrs"]["spec"]
 need(bool(ing.get("tls")) and ing["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] in by["Service"],
      "Ingress terminates TLS and routes to the API Service")
+need(cm.get("WRS_PUBLIC_URL") == f"wss://{ing['rules'][0]['host']}",
+     f"WRS_PUBLIC_URL {cm.get('WRS_PUBLIC_URL')} names the Ingress host over wss")
+
+# The examples (not applied by kustomization.yaml): the autoscaler targets the StatefulSet
+# on a metric wrs exposes, and scales down one pod at a time; the dashboard's queries use
+# only metric names wrs exposes (the metrics table in docs/operations.md).
+import json
+hpa = [d for d in (yaml.safe_load_all(open("k8s/examples/hpa.yaml"))) if d][0]["spec"]
+metric_names = set(re.findall(r"`(wrs_[a-z_]+)`", open("docs/operations.md").read()))
+hpa_metric = hpa["metrics"][0]["pods"]["metric"]["name"]
+need(hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "wrs"}
+     and hpa["minReplicas"] >= replicas and hpa_metric in metric_names,
+     f"HPA example scales StatefulSet wrs from {hpa['minReplicas']} on {hpa_metric}")
+down = hpa["behavior"]["scaleDown"]["policies"]
+need(all(p["type"] == "Pods" and p["value"] == 1 for p in down),
+     "HPA example removes at most one pod per period (Raft membership changes one at a time)")
+dash = json.load(open("k8s/examples/grafana-dashboard.json"))
+exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+used_metrics = set()
+for e in exprs:
+    used_metrics |= {re.sub(r"_(bucket|sum|count)$", "", m) for m in re.findall(r"wrs_[a-z_]+", e)}
+need(exprs and not (used_metrics - metric_names),
+     f"dashboard: {len(exprs)} queries over documented metrics (unknown: {sorted(used_metrics - metric_names) or 'none'})")
 sys.exit(1 if errors else 0)
 EOF
 then :; else failed=1; fi

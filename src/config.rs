@@ -639,8 +639,15 @@ mod tests {
         assert_eq!(c.public_ws_base(), "ws://[::1]:443");
         let c = load(&[("WRS_PUBLIC_URL", "wss://relay.example.org/")]).unwrap();
         assert_eq!(c.public_ws_base(), "wss://relay.example.org");
-        for bad in ["https://relay.example.org", "wss://relay.example.org/app", "relay"] {
-            assert_eq!(load(&[("WRS_PUBLIC_URL", bad)]).unwrap_err().var, "WRS_PUBLIC_URL");
+        for bad in [
+            "https://relay.example.org",
+            "wss://relay.example.org/app",
+            "relay",
+        ] {
+            assert_eq!(
+                load(&[("WRS_PUBLIC_URL", bad)]).unwrap_err().var,
+                "WRS_PUBLIC_URL"
+            );
         }
         assert_eq!(
             load(&[("WRS_PUBLIC_SSL", "true")]).unwrap().ws_scheme(),

@@ -342,7 +342,10 @@ async fn both_spellings_set_differently_stop_the_start_naming_both() {
         ),
         (("WRS_CORS_ORIGINS", "localhost:3000"), "WRS_CORS_ORIGINS"),
         (("WRS_PUBLIC_SSL", "perhaps"), "WRS_PUBLIC_SSL"),
-        (("WRS_PUBLIC_URL", "https://relay.example.org"), "WRS_PUBLIC_URL"),
+        (
+            ("WRS_PUBLIC_URL", "https://relay.example.org"),
+            "WRS_PUBLIC_URL",
+        ),
         (("WRS_MAX_STARTUP_DELAY", "soon"), "WRS_MAX_STARTUP_DELAY"),
     ] {
         let out = run_with_env(&[env]).await;

@@ -103,6 +103,44 @@ async fn metrics_are_prometheus_text() {
     );
 }
 
+#[actix_rt::test]
+async fn the_grafana_dashboard_queries_only_metrics_the_server_exposes() {
+    let s = Server::start(&[]).await;
+    // One request of each kind the dashboard counts, so labelled families have series.
+    let (id, token) = s.create_channel("echo").await;
+    let mut ws = s.connect(&id, &token).await;
+    ws.send_text("counted").await;
+    assert_eq!(ws.recv_text().await, "counted");
+    let exposed = s.get("/metrics").await.text();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/k8s/examples/grafana-dashboard.json"
+    );
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("dashboard")).expect("JSON");
+    let mut checked = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("wrs_"))
+            {
+                let found = exposed.lines().any(|l| {
+                    l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} "))
+                });
+                assert!(
+                    found,
+                    "panel {:?} queries {name}, which /metrics does not expose",
+                    panel["title"]
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} metric references found");
+}
+
 // 1.1.4
 #[actix_rt::test]
 async fn t1_1_4_cluster_info_has_id_leader_term_nodes() {

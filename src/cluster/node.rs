@@ -170,6 +170,10 @@ impl RaftNode {
         relay: Arc<Relay>,
         settings: RaftSettings,
     ) -> RaftNode {
+        // Every reason listed at zero from the start, so `rate()` works before the first one.
+        for why in validate::Rejected::ALL {
+            metrics::PEER_MESSAGES_REJECTED.with_label_values(&[why.label()]);
+        }
         let storage = WrsStorage::empty();
         let logger = logger();
         let raw = RawNode::new(&raft_config(me.id, &settings), storage.clone(), &logger)

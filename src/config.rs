@@ -1,5 +1,10 @@
 //! Configuration: every setting is a `WRS_*` environment variable, the common ones also a CLI
 //! flag that overrides it. Parsed and validated once at start; errors name the variable.
+//!
+//! Variables are read through a lookup function rather than clap's `env` attribute: unit tests
+//! pass a map instead of mutating the process environment (which tests run in parallel share),
+//! and the alias rule (the thesis' spellings; both set and different is an error naming both)
+//! needs to see both values, which clap's one-variable-per-flag `env` cannot express.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -13,13 +13,22 @@ use wrs::cluster::peer::wire::Frame;
 
 /// Opens `/link` on the node's peer port, claiming to be node `claimed`.
 async fn link(s: &Server, claimed: u64) -> actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec> {
-    let (_, conn) = awc::Client::new()
+    link_with_secret(s, claimed, None).await
+}
+
+async fn link_with_secret(
+    s: &Server,
+    claimed: u64,
+    secret: Option<&str>,
+) -> actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec> {
+    let mut req = awc::Client::new()
         .ws(format!("ws://127.0.0.1:{}/link", s.node_port))
         .set_header("x-wrs-node", claimed.to_string())
-        .set_header("x-wrs-peer", "127.0.0.1:1")
-        .connect()
-        .await
-        .expect("open a peer link");
+        .set_header("x-wrs-peer", "127.0.0.1:1");
+    if let Some(secret) = secret {
+        req = req.set_header("x-wrs-cluster-secret", secret);
+    }
+    let (_, conn) = req.connect().await.expect("open a peer link");
     conn
 }
 
@@ -80,6 +89,35 @@ async fn a_crafted_heartbeat_with_a_huge_commit_is_dropped_and_the_node_keeps_se
     eprintln!("injected 1 heartbeat (term 2^40, commit 2^40); commit_out_of_range = {n}");
     assert_eq!(n, 1, "the crafted heartbeat was not counted as rejected");
     assert_still_serving(&s, "a crafted heartbeat").await;
+}
+
+#[actix_rt::test]
+async fn a_term_0_read_index_answer_beyond_the_log_is_dropped_and_the_follower_lives() {
+    // Found by tests/fuzz.rs: raft-rs takes a term-0 MsgReadIndexResp as a commit of its index
+    // and panics when that is beyond the log. Only a follower acts on one, so: two nodes, and
+    // the message sent to the follower in the leader's name (by someone who has the secret).
+    let c = Cluster::start(2, &[]).await;
+    let leader = c.leader_index().await;
+    let follower = &c.nodes[1 - leader];
+    let leader_id = node_id(&c.nodes[leader]).await;
+    let follower_id = node_id(follower).await;
+    let mut m = RaftMessage::default();
+    m.set_msg_type(MessageType::MsgReadIndexResp);
+    m.from = leader_id;
+    m.to = follower_id;
+    m.term = 0;
+    m.index = 1 << 40;
+    m.entries = vec![raft::eraftpb::Entry::default()].into();
+    let mut conn = link_with_secret(follower, leader_id, Some(CLUSTER_SECRET)).await;
+    conn.send(WsMessage::Binary(Frame::raft(&[m]).encode()))
+        .await
+        .expect("send");
+    let n = wait_rejected(follower, "missing_term", 1).await;
+    eprintln!(
+        "injected 1 MsgReadIndexResp (term 0, index 2^40) at the follower; missing_term = {n}"
+    );
+    assert_eq!(n, 1, "the term-0 answer was not counted as rejected");
+    assert_still_serving(follower, "a term-0 read index answer").await;
 }
 
 #[actix_rt::test]

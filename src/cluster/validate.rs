@@ -24,10 +24,13 @@ pub enum Rejected {
     BadEntries,
     /// A snapshot without a configuration or index.
     BadSnapshot,
+    /// Term 0 on a message only raft-rs itself sends without a term (found by tests/fuzz.rs:
+    /// raft-rs reads a term-0 `MsgReadIndexResp` beyond the log as a commit and panics).
+    MissingTerm,
 }
 
 impl Rejected {
-    pub const ALL: [Rejected; 7] = [
+    pub const ALL: [Rejected; 8] = [
         Rejected::WrongRecipient,
         Rejected::ForgedSender,
         Rejected::UnknownSender,
@@ -35,6 +38,7 @@ impl Rejected {
         Rejected::CommitOutOfRange,
         Rejected::BadEntries,
         Rejected::BadSnapshot,
+        Rejected::MissingTerm,
     ];
 
     pub fn label(self) -> &'static str {
@@ -46,6 +50,7 @@ impl Rejected {
             Rejected::CommitOutOfRange => "commit_out_of_range",
             Rejected::BadEntries => "bad_entries",
             Rejected::BadSnapshot => "bad_snapshot",
+            Rejected::MissingTerm => "missing_term",
         }
     }
 }
@@ -81,6 +86,9 @@ pub fn check<F: Fn(u64) -> bool>(m: &Message, known: &Known<F>) -> Result<(), Re
         MsgHup | MsgBeat | MsgUnreachable | MsgSnapStatus | MsgCheckQuorum => {
             Err(Rejected::LocalOnly)
         }
+        // Only forwarded proposals and read requests travel without a term; raft-rs takes a
+        // term-0 message for a local one and trusts it accordingly.
+        t if m.term == 0 && !matches!(t, MsgPropose | MsgReadIndex) => Err(Rejected::MissingTerm),
         MsgHeartbeat if m.commit > known.last_index => Err(Rejected::CommitOutOfRange),
         MsgAppend => {
             let follows = m
@@ -126,7 +134,21 @@ mod tests {
         m.set_msg_type(t);
         m.to = 1;
         m.from = 2;
+        m.term = 1;
         m
+    }
+
+    #[test]
+    fn a_term_0_message_is_refused_unless_raft_sends_it_without_one() {
+        let mut m = msg(MessageType::MsgReadIndexResp);
+        m.term = 0;
+        m.index = 11;
+        assert_eq!(check(&m, &known(true)), Err(Rejected::MissingTerm));
+        for t in [MessageType::MsgPropose, MessageType::MsgReadIndex] {
+            let mut m = msg(t);
+            m.term = 0;
+            assert_eq!(check(&m, &known(true)), Ok(()), "{t:?}");
+        }
     }
 
     #[test]

@@ -49,7 +49,7 @@ fn bad(var: &'static str, problem: impl Into<String>) -> ConfigError {
 }
 
 /// Whether a `host:port` (or `[v6]:port`, or a bare host) names this machine's loopback.
-fn is_loopback_address(address: &str) -> bool {
+pub fn is_loopback_address(address: &str) -> bool {
     let host = match address.rsplit_once(':') {
         Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
         _ => address,

@@ -120,6 +120,7 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
         cluster::membership::ApiAccess {
             scheme: config.http_scheme().to_owned(),
             token: config.auth.then(|| config.auth_token.clone()),
+            secret: config.cluster_secret.clone(),
         },
         me.clone(),
         own,

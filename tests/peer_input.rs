@@ -9,6 +9,7 @@ use awc::ws::Message as WsMessage;
 use common::*;
 use futures_util::SinkExt;
 use raft::eraftpb::{Message as RaftMessage, MessageType};
+use wrs::cluster::peer::proof;
 use wrs::cluster::peer::wire::Frame;
 
 /// Opens `/link` on the node's peer port, claiming to be node `claimed`.
@@ -26,7 +27,8 @@ async fn link_with_secret(
         .set_header("x-wrs-node", claimed.to_string())
         .set_header("x-wrs-peer", "127.0.0.1:1");
     if let Some(secret) = secret {
-        req = req.set_header("x-wrs-cluster-secret", secret);
+        let auth = proof::sign(secret, "GET", "/link", &claimed.to_string());
+        req = req.set_header(proof::AUTH_HEADER, auth);
     }
     let (_, conn) = req.connect().await.expect("open a peer link");
     conn

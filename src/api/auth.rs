@@ -4,17 +4,20 @@
 
 use std::collections::HashMap;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{AUTHORIZATION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use actix_web::http::header::{
+    HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING,
+};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{web, Error};
+use actix_web::{web, Error, ResponseError};
 use serde_json::Value;
 
 use super::path::normalise;
 use super::AppState;
 use crate::body;
+use crate::cluster::peer::proof;
 use crate::config::AuthRule;
 use crate::error::ApiError;
 use crate::token;
@@ -101,12 +104,36 @@ async fn authorized(
     Ok(presented.is_some_and(|t| policy.accepts(&t)))
 }
 
-/// The middleware: 401 for a protected request without the right token.
+/// The answer to a cluster challenge on `GET /cluster` (`proof`), when this node has a secret:
+/// a joining node checks it before it sends this address its API token.
+fn cluster_answer(req: &ServiceRequest, state: &AppState) -> Option<HeaderValue> {
+    let secret = state.config.cluster_secret.as_deref()?;
+    if req.method() != Method::GET || normalise(req.path()).ok()? != "/cluster" {
+        return None;
+    }
+    let challenge = req.headers().get(proof::CHALLENGE_HEADER)?.to_str().ok()?;
+    let host = req.headers().get(HOST)?.to_str().ok()?;
+    if challenge.len() > 64 {
+        return None;
+    }
+    HeaderValue::from_str(&proof::answer(secret, challenge, host)).ok()
+}
+
+/// The middleware: 401 for a protected request without the right token (and, on `GET
+/// /cluster`, the answer to a cluster challenge, on a 401 too).
 pub async fn middleware(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
+    let answer = state.as_ref().and_then(|s| cluster_answer(&req, s));
+    let with_answer = |mut res: ServiceResponse<_>| {
+        if let Some(a) = &answer {
+            res.headers_mut()
+                .insert(HeaderName::from_static(proof::ANSWER_HEADER), a.clone());
+        }
+        res
+    };
     if let Some(state) = state {
         if let Some(policy) = &state.auth {
             let canonical = normalise(req.path()).map_err(|e| ApiError::InvalidPath(e.0))?;
@@ -114,11 +141,12 @@ pub async fn middleware(
                 && !authorized(&mut req, policy, state.config.max_body).await?
             {
                 log::debug!("401 for {} {}", req.method(), req.path());
-                return Err(ApiError::Unauthorized.into());
+                let res = req.into_response(ApiError::Unauthorized.error_response());
+                return Ok(with_answer(res.map_into_right_body()));
             }
         }
     }
-    next.call(req).await
+    Ok(with_answer(next.call(req).await?.map_into_left_body()))
 }
 
 #[cfg(test)]

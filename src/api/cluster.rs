@@ -30,6 +30,12 @@ pub async fn join(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             "the address must be host:port of a member's API, got {address:?}"
         )));
     }
+    if state.config.cluster_secret.is_none() && !crate::config::is_loopback_address(&address) {
+        return Err(ApiError::InvalidField(format!(
+            "joining {address} needs WRS_CLUSTER_SECRET on this node: without it the peer port \
+             listens on loopback only and nothing could prove {address} is a wrs node"
+        )));
+    }
     let view = state.cluster.send(GetView).await.map_err(mailbox)?;
     if view.nodes.len() > 1 {
         return Err(ApiError::ClusterConflict(
@@ -46,6 +52,7 @@ pub async fn join(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let access = membership::ApiAccess {
         scheme: state.config.http_scheme().to_owned(),
         token: state.config.auth.then(|| state.config.auth_token.clone()),
+        secret: state.config.cluster_secret.clone(),
     };
     membership::join_via(
         &address,

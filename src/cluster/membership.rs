@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::node::{Bootstrap, GetView, RaftNode, RemoveMember, ResetToJoin};
 use super::peer::client::{self, RequestError};
+use super::peer::proof;
 use crate::model::ClusterBody;
 use crate::model::Member;
 
@@ -35,16 +36,57 @@ pub fn resolve(entries: &[String]) -> BTreeSet<String> {
 pub struct ApiAccess {
     pub scheme: String,
     pub token: Option<String>,
+    /// `WRS_CLUSTER_SECRET`: with it, an address must prove it holds the secret before it is
+    /// sent the API token or anything else.
+    pub secret: Option<String>,
 }
 
 /// What a member's `GET /cluster` says: (its node id, the leader's peer address if any).
 async fn probe(api: &str, access: &ApiAccess) -> Result<(u64, Option<String>), String> {
     let client = insecure_client();
-    let mut req = client.get(format!("{}://{api}/cluster", access.scheme));
-    if let Some(token) = &access.token {
-        req = req.insert_header(("authorization", format!("Bearer {token}")));
-    }
-    let mut res = req.send().await.map_err(|e| format!("{api}: {e}"))?;
+    let url = format!("{}://{api}/cluster", access.scheme);
+    let get = |token: Option<&str>, challenge: Option<&str>| {
+        let mut req = client.get(&url);
+        if let Some(token) = token {
+            req = req.insert_header(("authorization", format!("Bearer {token}")));
+        }
+        if let Some(c) = challenge {
+            req = req.insert_header((proof::CHALLENGE_HEADER, c));
+        }
+        req.send()
+    };
+    let mut res = match &access.secret {
+        // No secret: a loopback-only cluster (config refuses other hosts), nothing to prove.
+        None => get(access.token.as_deref(), None)
+            .await
+            .map_err(|e| format!("{api}: {e}"))?,
+        Some(secret) => {
+            // First without the token: only an address that proves it holds the cluster secret
+            // is sent the token (or, later, a join request).
+            let challenge = proof::challenge();
+            let proven = |res: &awc::ClientResponse<_>| {
+                res.headers()
+                    .get(proof::ANSWER_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|a| proof::check_answer(secret, &challenge, api, a))
+            };
+            let first = get(None, Some(&challenge))
+                .await
+                .map_err(|e| format!("{api}: {e}"))?;
+            if !proven(&first) {
+                return Err(format!(
+                    "{api} did not prove it holds WRS_CLUSTER_SECRET (not a wrs node of this \
+                     cluster); nothing else was sent to it"
+                ));
+            }
+            match (&access.token, first.status().as_u16()) {
+                (Some(token), 401) => get(Some(token), Some(&challenge))
+                    .await
+                    .map_err(|e| format!("{api}: {e}"))?,
+                _ => first,
+            }
+        }
+    };
     if !res.status().is_success() {
         return Err(format!("{api}: GET /cluster answered {}", res.status()));
     }

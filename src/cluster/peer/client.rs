@@ -13,8 +13,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use super::proof;
 use super::wire::{ErrorBody, MAX_FRAME};
-use super::{NODE_HEADER, PEER_HEADER, SECRET_HEADER};
+use super::{NODE_HEADER, PEER_HEADER};
 use crate::model::Member;
 
 /// Connecting to a peer (TCP + upgrade) must finish within this.
@@ -129,7 +130,8 @@ impl Dial {
             .set_header(NODE_HEADER, self.me.id.to_string())
             .set_header(PEER_HEADER, self.me.peer.as_str());
         if let Some(s) = &self.secret {
-            req = req.set_header(SECRET_HEADER, s.as_str());
+            let node = self.me.id.to_string();
+            req = req.set_header(proof::AUTH_HEADER, proof::sign(s, "GET", "/link", &node));
         }
         let connect = tokio::time::timeout(CONNECT_TIMEOUT, req.connect());
         match connect.await {
@@ -298,7 +300,7 @@ pub async fn post<B: Serialize, R: DeserializeOwned>(
         .post(format!("http://{addr}{path}"))
         .timeout(timeout);
     if let Some(s) = secret {
-        req = req.insert_header((SECRET_HEADER, s));
+        req = req.insert_header((proof::AUTH_HEADER, proof::sign(s, "POST", path, "")));
     }
     let unreachable = |e: &dyn std::fmt::Display| RequestError::Unreachable(format!("{addr}: {e}"));
     let mut res = req.send_json(body).await.map_err(|e| unreachable(&e))?;

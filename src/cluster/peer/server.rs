@@ -14,14 +14,14 @@ use actix_ws::Message as WsMessage;
 use bytestring::ByteString;
 use futures_util::StreamExt;
 
+use super::proof::{self, Verifier};
 use super::wire::{raft_messages, Frame, JoinChannel, LiveQuery, MAX_FRAME};
-use super::{NODE_HEADER, PEER_HEADER, SECRET_HEADER};
+use super::{NODE_HEADER, PEER_HEADER};
 use crate::actors::channel::{Channel, ChannelStats, DeliverLocal, JoinRemote, Leave, Publish};
 use crate::actors::registry::{Get, List, Registry};
 use crate::cluster::node::{AddMember, CatchUp, ProposeError, RaftNode, Step};
 use crate::error::PeerError;
 use crate::model::{Data, JoinRefused, Live, Member};
-use crate::token;
 
 /// A link that delivers nothing (not even the client's keep-alive Ping, sent every
 /// `client::PING_EVERY`) for this long is closed. Closing matters beyond tidiness: frames a
@@ -36,22 +36,24 @@ const MAX_JSON_BODY: usize = 1 << 20;
 struct PeerState {
     node: Addr<RaftNode>,
     registry: Addr<Registry>,
-    secret: Option<String>,
+    /// Checks proofs of `WRS_CLUSTER_SECRET`; `None` = no secret (loopback-only peer port).
+    verifier: Option<Verifier>,
 }
 
-/// The one authentication check of the peer port.
+/// The one authentication check of the peer port: a proof of the secret bound to this
+/// request's method, path and claimed node id (`proof`), checked before the body is read.
 fn authenticate(req: &HttpRequest, state: &PeerState) -> Result<(), PeerError> {
-    let Some(secret) = &state.secret else {
+    let Some(verifier) = &state.verifier else {
         return Ok(());
     };
-    let presented = req
-        .headers()
-        .get(SECRET_HEADER)
-        .and_then(|v| v.to_str().ok());
-    match presented {
-        Some(p) if token::matches(p, secret) => Ok(()),
-        _ => Err(PeerError::Unauthorized),
-    }
+    let presented = header(req, proof::AUTH_HEADER);
+    let node = header(req, NODE_HEADER).unwrap_or("");
+    verifier
+        .verify(presented, req.method().as_str(), req.path(), node)
+        .map_err(|e| {
+            log::debug!("peer: refused {} {}: {e}", req.method(), req.path());
+            PeerError::Unauthorized
+        })
 }
 
 fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
@@ -279,7 +281,7 @@ pub fn serve(
     let state = web::Data::new(PeerState {
         node,
         registry,
-        secret,
+        verifier: secret.map(Verifier::new),
     });
     let server = HttpServer::new(move || {
         App::new()

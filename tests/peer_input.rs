@@ -221,3 +221,175 @@ async fn without_a_cluster_secret_the_peer_port_listens_on_loopback_only() {
     );
     eprintln!("{ip}: peer port closed without a secret, open with one");
 }
+
+/// The status of a `/link` upgrade to `s` claiming node 7, with `header` as the proof.
+async fn link_status(s: &Server, header: Option<(&str, String)>) -> u16 {
+    let mut req = awc::Client::new()
+        .ws(format!("ws://127.0.0.1:{}/link", s.node_port))
+        .set_header("x-wrs-node", "7")
+        .set_header("x-wrs-peer", "127.0.0.1:1");
+    if let Some((name, value)) = header {
+        req = req.set_header(name, value);
+    }
+    match req.connect().await {
+        Ok((res, _)) => res.status().as_u16(),
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => status.as_u16(),
+        Err(e) => panic!("link upgrade failed: {e}"),
+    }
+}
+
+#[actix_rt::test]
+async fn the_peer_port_wants_a_fresh_proof_of_the_secret_never_the_secret_itself() {
+    let s = Server::start(&[("WRS_CLUSTER_SECRET", CLUSTER_SECRET)]).await;
+    let fresh = || proof::sign(CLUSTER_SECRET, "GET", "/link", "7");
+    let replayed = fresh();
+    type Case<'a> = (&'a str, Option<(&'a str, String)>, u16);
+    let cases: Vec<Case> = vec![
+        ("no proof", None, 401),
+        // The old scheme, the secret in clear, is no longer accepted.
+        (
+            "the secret in clear",
+            Some(("x-wrs-cluster-secret", CLUSTER_SECRET.to_string())),
+            401,
+        ),
+        (
+            "a proof under another secret",
+            Some((
+                proof::AUTH_HEADER,
+                proof::sign("guess", "GET", "/link", "7"),
+            )),
+            401,
+        ),
+        (
+            "a proof for another node id",
+            Some((
+                proof::AUTH_HEADER,
+                proof::sign(CLUSTER_SECRET, "GET", "/link", "8"),
+            )),
+            401,
+        ),
+        (
+            "a fresh proof",
+            Some((proof::AUTH_HEADER, replayed.clone())),
+            101,
+        ),
+        (
+            "the same proof again",
+            Some((proof::AUTH_HEADER, replayed)),
+            401,
+        ),
+        (
+            "another fresh proof",
+            Some((proof::AUTH_HEADER, fresh())),
+            101,
+        ),
+    ];
+    for (what, header, want) in cases {
+        let got = link_status(&s, header).await;
+        eprintln!("peer /link with {what}: {got}");
+        assert_eq!(got, want, "{what}");
+    }
+    assert_still_serving(&s, "refused peer proofs").await;
+}
+
+/// A TCP listener that records every request it gets and answers `GET /cluster` the way a wrs
+/// node would (a leader at its own port) but without the cluster answer: an impostor.
+async fn impostor() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    actix_rt::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let log = log.clone();
+            actix_rt::spawn(async move {
+                let mut buf = vec![0u8; 16 << 10];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                log.lock().expect("log").push(text);
+                let body = format!(
+                    r#"{{"data":{{"id":77,"leader":77,"term":1,"nodes":[{{"id":77,"api":"127.0.0.1:{port}","peer":"127.0.0.1:{port}","role":"leader"}}]}}}}"#
+                );
+                let res = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(res.as_bytes()).await;
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[actix_rt::test]
+async fn joining_an_address_that_cannot_prove_the_secret_sends_it_neither_token_nor_secret() {
+    let s = Server::start(&[
+        ("WRS_CLUSTER_SECRET", CLUSTER_SECRET),
+        ("WRS_AUTH", "true"),
+        ("WRS_AUTH_TOKEN", "the-api-token-0123"),
+    ])
+    .await;
+    let (port, seen) = impostor().await;
+    let res = s
+        .request(
+            "POST",
+            &format!("/cluster/join/127.0.0.1:{port}"),
+            &[("authorization", "Bearer the-api-token-0123")],
+            None,
+        )
+        .await;
+    let body = res.assert_error(502, "join_failed");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("did not prove"),
+        "{body}"
+    );
+    let requests = seen.lock().expect("log").clone();
+    eprintln!("the impostor got {} request(s)", requests.len());
+    assert_eq!(requests.len(), 1, "only the challenge probe: {requests:?}");
+    for r in &requests {
+        assert!(r.starts_with("GET /cluster "), "{r}");
+        assert!(
+            !r.contains("the-api-token-0123"),
+            "the API token leaked: {r}"
+        );
+        assert!(
+            !r.contains(CLUSTER_SECRET),
+            "the cluster secret leaked: {r}"
+        );
+    }
+    assert_still_serving_with_token(&s).await;
+}
+
+#[actix_rt::test]
+async fn joining_another_host_without_a_secret_is_refused_before_anything_is_sent() {
+    let s = Server::start(&[]).await;
+    let res = s
+        .request("POST", "/cluster/join/10.9.8.7:8080", &[], None)
+        .await;
+    let body = res.assert_error(400, "invalid_field");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("WRS_CLUSTER_SECRET"),
+        "{body}"
+    );
+}
+
+async fn assert_still_serving_with_token(s: &Server) {
+    let res = s
+        .request(
+            "POST",
+            "/channels?auth=the-api-token-0123",
+            &[("content-type", "application/json")],
+            Some(br#"{"pattern":"echo"}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(res.status, 201, "{}", res.text());
+}

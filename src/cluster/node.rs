@@ -56,7 +56,18 @@ pub enum ProposeError {
     UnknownMember(u64),
     #[error("this node is not part of a cluster yet")]
     NotStarted,
+    #[error("too many writes are waiting for the cluster; retry")]
+    Overloaded,
 }
+
+/// Proposals waiting for their commit, at most (each holds one small command, at most a few
+/// hundred bytes, so this also bounds their bytes to a few MiB); beyond it writes get a 503.
+const MAX_PENDING_PROPOSALS: usize = 10_000;
+/// A Raft link's queue, in frames and bytes (Raft retransmits what a full link drops).
+const RAFT_LINK_FRAMES: usize = 1024;
+const RAFT_LINK_BYTES: usize = 64 << 20;
+/// Linearizable reads waiting for the leader's confirmation, at most (a few dozen bytes each).
+const MAX_PENDING_READS: usize = 10_000;
 
 /// What `GET /cluster` shows.
 #[derive(Debug, Clone)]
@@ -289,7 +300,16 @@ impl RaftNode {
             {
                 let (me, secret) = (&self.me, self.settings.cluster_secret.clone());
                 let purpose = Purpose::Raft(myself.recipient());
-                let link = Link::open(&Arbiter::current(), me, to, addr, secret, 1024, purpose);
+                let link = Link::open(
+                    &Arbiter::current(),
+                    me,
+                    to,
+                    addr,
+                    secret,
+                    RAFT_LINK_FRAMES,
+                    RAFT_LINK_BYTES,
+                    purpose,
+                );
                 self.peers.insert(to, link);
             }
             let snapshot = msgs
@@ -715,6 +735,9 @@ impl Handler<Propose> for RaftNode {
         if self.leader().is_none() {
             return Box::pin(async { Err(ProposeError::NoLeader) });
         }
+        if self.waiters.len() >= MAX_PENDING_PROPOSALS {
+            return Box::pin(async { Err(ProposeError::Overloaded) });
+        }
         let data = match serde_json::to_vec(&msg.0) {
             Ok(d) => d,
             Err(_) => return Box::pin(async { Err(ProposeError::Dropped) }),
@@ -866,7 +889,7 @@ impl Handler<CatchUp> for RaftNode {
     type Result = ResponseFuture<bool>;
 
     fn handle(&mut self, _: CatchUp, ctx: &mut Context<Self>) -> Self::Result {
-        if !self.started || self.leader().is_none() {
+        if !self.started || self.leader().is_none() || self.reads.len() >= MAX_PENDING_READS {
             return Box::pin(async { false });
         }
         let (_, context) = self.next_context();

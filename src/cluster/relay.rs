@@ -17,6 +17,8 @@ use crate::model::{ClientId, Data, JoinRefused, Live, Member};
 
 /// Frames waiting for one peer beyond this are dropped (and counted) rather than queued.
 const LINK_CAPACITY: usize = 1 << 16;
+/// Bytes one relay link queues at most: a peer that stops reading pins no more than this.
+const LINK_MAX_BYTES: usize = 64 << 20;
 
 /// This node's view of where peers are and its open relay links to them. Shared by every
 /// channel.
@@ -80,6 +82,7 @@ impl Relay {
             addr,
             secret,
             LINK_CAPACITY,
+            LINK_MAX_BYTES,
             Purpose::Relay,
         );
         let queued = link.send(bytes, false);

@@ -3,6 +3,8 @@
 //! has a connect timeout and every write a deadline, so a peer that stopped reading cannot hold
 //! a link forever.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Message, Recipient};
@@ -53,22 +55,35 @@ pub enum Purpose {
     Relay,
 }
 
-/// One frame queued on a link.
+/// One frame queued on a link. Its bytes count against the link's byte budget until it is
+/// dropped — sent, stale or drained alike.
 struct Outgoing {
     bytes: Bytes,
     snapshot: bool,
     queued: Instant,
+    budget: Arc<AtomicUsize>,
+}
+
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.bytes.len(), Ordering::Relaxed);
+    }
 }
 
 /// The sending end of a link to one peer. Dropping it ends the link.
 pub struct Link {
     pub addr: String,
     tx: mpsc::Sender<Outgoing>,
+    /// Bytes queued and not yet written (or dropped).
+    queued_bytes: Arc<AtomicUsize>,
+    max_bytes: usize,
 }
 
 impl Link {
     /// Opens a link from `me` to node `to` at `addr`, run on `arbiter`. It holds at most
-    /// `capacity` frames.
+    /// `capacity` frames and `max_bytes` bytes (one frame larger than that fits an empty link,
+    /// so a big snapshot still goes out).
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         arbiter: &actix::ArbiterHandle,
         me: &Member,
@@ -76,6 +91,7 @@ impl Link {
         addr: String,
         secret: Option<String>,
         capacity: usize,
+        max_bytes: usize,
         purpose: Purpose,
     ) -> Link {
         let (tx, rx) = mpsc::channel(capacity);
@@ -89,19 +105,37 @@ impl Link {
         arbiter.spawn_fn(move || {
             actix_rt::spawn(run(dial, rx, purpose));
         });
-        Link { addr, tx }
+        Link {
+            addr,
+            tx,
+            queued_bytes: Arc::new(AtomicUsize::new(0)),
+            max_bytes,
+        }
     }
 
-    /// Queues one encoded frame. False if the link is full or gone (the frame is dropped).
+    /// Queues one encoded frame. False if the link is full (in frames or bytes) or gone; the
+    /// frame is then dropped.
     pub fn send(&self, bytes: Bytes, snapshot: bool) -> bool {
-        let queued = Instant::now();
+        let len = bytes.len();
+        let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if before > 0 && before + len > self.max_bytes {
+            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            return false;
+        }
+        // From here the frame's Drop gives its bytes back, whether it is queued or refused.
         self.tx
             .try_send(Outgoing {
                 bytes,
                 snapshot,
-                queued,
+                queued: Instant::now(),
+                budget: Arc::clone(&self.queued_bytes),
             })
             .is_ok()
+    }
+
+    /// Bytes queued on this link right now.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes.load(Ordering::Relaxed)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -228,7 +262,9 @@ async fn run(dial: Dial, mut rx: mpsc::Receiver<Outgoing>, purpose: Purpose) {
         let Some(c) = conn.as_mut() else { continue };
         let write = async {
             for o in batch {
-                c.feed(WsMessage::Binary(o.bytes)).await?;
+                // A cheap clone (a reference count): `o` gives its bytes back to the budget
+                // once the sink holds them.
+                c.feed(WsMessage::Binary(o.bytes.clone())).await?;
             }
             c.flush().await
         };
@@ -315,5 +351,47 @@ pub async fn post<B: Serialize, R: DeserializeOwned>(
     match res.json::<ErrorBody>().limit(64 << 10).await {
         Ok(body) => Err(RequestError::Refused(status, body)),
         Err(e) => Err(unreachable(&format!("{status}: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_rt::test]
+    async fn a_link_to_a_peer_that_never_answers_queues_at_most_its_byte_budget() {
+        // Accepts TCP connections (the kernel's backlog) but never answers the upgrade.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = silent.local_addr().expect("addr").to_string();
+        let me = Member {
+            id: 1,
+            api: "127.0.0.1:1".into(),
+            peer: "127.0.0.1:1".into(),
+        };
+        let budget = 4 << 20;
+        let link = Link::open(
+            &actix::Arbiter::current(),
+            &me,
+            2,
+            addr,
+            None,
+            1 << 16,
+            budget,
+            Purpose::Relay,
+        );
+        let frame = Bytes::from(vec![7u8; 256 << 10]);
+        let accepted = (0..64).filter(|_| link.send(frame.clone(), false)).count();
+        let queued = link.queued_bytes();
+        eprintln!("offered 64 x 256 KiB, accepted {accepted}, queued {queued} bytes");
+        assert!(accepted <= budget / frame.len() + 1, "accepted {accepted}");
+        assert!(queued <= budget + frame.len(), "queued {queued}");
+        assert!(
+            accepted >= budget / frame.len() - 1,
+            "the budget was not used: {accepted}"
+        );
+        assert!(
+            !link.send(frame, false),
+            "a full link refuses the next frame"
+        );
     }
 }

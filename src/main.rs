@@ -15,24 +15,12 @@ fn main() {
     };
     let level = if config.debug { "debug" } else { "info" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
-    exit_on_panic();
+    wrs::server::exit_on_panic();
     let run = wrs::run(Arc::new(config), wait_for_signal());
     if let Err(e) = actix_rt::System::new().block_on(run) {
         log::error!("{e}");
         std::process::exit(1);
     }
-}
-
-/// A panic anywhere (an actor, a worker, the Raft node) ends the process with exit code 70,
-/// so Docker or Kubernetes restarts it: a node that lost an actor must not live on half-dead
-/// with `/healthz` still saying ok.
-fn exit_on_panic() {
-    std::panic::set_hook(Box::new(|info| {
-        let thread = std::thread::current();
-        let name = thread.name().unwrap_or("unnamed");
-        log::error!("fatal: thread {name} panicked: {info}; exiting so the node is restarted");
-        std::process::exit(70);
-    }));
 }
 
 async fn wait_for_signal() {

@@ -164,6 +164,31 @@ fn startup_delay(max: Duration) -> Duration {
     Duration::from_millis(crate::token::random_up_to(max_ms))
 }
 
+/// A panic anywhere (an actor, a worker, the Raft node) ends the process with exit code 70,
+/// so Docker or Kubernetes restarts it: a node that lost an actor must not live on half-dead
+/// with `/healthz` still saying ok.
+pub fn exit_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a non-text panic".into());
+        let at = info
+            .location()
+            .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
+        // One line, so a log pipeline keeps the reason with the event.
+        let what = what.replace('\n', " ");
+        log::error!(
+            "fatal: thread {name} panicked{at}: {what}; exiting (70) so the node is restarted"
+        );
+        std::process::exit(70);
+    }));
+}
+
 fn raft_settings(config: &Config) -> RaftSettings {
     let tick = Duration::from_millis(100);
     let ticks = |d: Duration| ((d.as_millis() / tick.as_millis()) as usize).max(1);

@@ -14,6 +14,7 @@ use crate::actors::registry::{Registry, SetCluster, Shutdown};
 use crate::api::{self, AppState};
 use crate::cluster::{
     self,
+    core::CoreSettings,
     node::{RaftNode, RaftSettings},
 };
 use crate::config::Config;
@@ -196,11 +197,13 @@ fn raft_settings(config: &Config) -> RaftSettings {
     let min_election_ticks = ticks(config.node_min_election_timeout).max(heartbeat_ticks + 1);
     RaftSettings {
         tick,
-        heartbeat_ticks,
-        min_election_ticks,
-        max_election_ticks: ticks(config.node_max_election_timeout).max(min_election_ticks + 1),
-        snapshot_length: config.node_snapshot_length,
-        max_channels: config.max_channels,
+        core: CoreSettings {
+            heartbeat_ticks,
+            min_election_ticks,
+            max_election_ticks: ticks(config.node_max_election_timeout).max(min_election_ticks + 1),
+            snapshot_length: config.node_snapshot_length,
+            max_channels: config.max_channels,
+        },
         propose_timeout: Duration::from_secs(5),
         cluster_secret: config.cluster_secret.clone(),
     }

@@ -1,8 +1,12 @@
-//! The cluster: a tikv raft-rs node (`node`) replicating channels and members (`state`,
+//! The cluster: a tikv raft-rs core (`core`, pure; `harness` tests it in a simulated network)
+//! driven by an actor (`node`) replicating channels and members (`state`,
 //! `storage`) over the peer wire (`peer`), the cross-node message path (`relay`), and
 //! joining/leaving (`membership`).
 //! A node started without `WRS_JOIN` is a cluster of one; the code path is the same.
 
+pub mod core;
+#[cfg(test)]
+mod harness;
 pub mod membership;
 pub mod node;
 pub mod peer;

@@ -1,0 +1,534 @@
+//! The Raft core: raft-rs, the log storage and the replicated `ClusterState`, driven by plain
+//! method calls (`tick`, `step`, `propose`, ...) and answering with data (`Output`: messages to
+//! send, results of this node's proposals, changes to mirror). No actors, sockets or clocks —
+//! so `harness.rs` can run whole clusters of cores in a simulated network, and the actor in
+//! `node.rs` only moves `Output` to the network and the registry.
+//!
+//! The `Ready` handling follows the order raft-rs documents: read states, snapshot, entries,
+//! hard state, committed entries, advance, light-ready commit and entries, advance_apply.
+
+use protobuf::Message as _;
+use raft::prelude::{
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType,
+    Message as RaftMessage, Snapshot,
+};
+use raft::{RawNode, SnapshotStatus, StateRole};
+
+use super::state::{Applied, ClusterState, Command};
+use super::storage::WrsStorage;
+use super::validate::{self, Known, Rejected};
+use crate::model::{ChannelRecord, DeleteCause, Member};
+
+/// Raft timing (in ticks) and the state machine's limits.
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    pub heartbeat_ticks: usize,
+    pub min_election_ticks: usize,
+    pub max_election_ticks: usize,
+    /// Applied entries between log compactions.
+    pub snapshot_length: u64,
+    pub max_channels: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    #[error("the cluster has no leader right now")]
+    NoLeader,
+    #[error("the proposal was not committed in time")]
+    Timeout,
+    #[error("the proposal was dropped (leader change or a pending membership change)")]
+    Dropped,
+    #[error("another membership change is in progress; retry")]
+    Busy,
+    #[error("this node is not the leader; the leader is {0}")]
+    NotLeader(String),
+    #[error("no member with id {0}")]
+    UnknownMember(u64),
+    #[error("this node is not part of a cluster yet")]
+    NotStarted,
+    #[error("too many writes are waiting for the cluster; retry")]
+    Overloaded,
+}
+
+/// A change of the replicated state the rest of the node must follow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Created(ChannelRecord),
+    Deleted {
+        id: String,
+        cause: DeleteCause,
+    },
+    Reset(Vec<String>),
+    /// The whole state was replaced (bootstrap, reset, snapshot).
+    Installed,
+    /// The member list changed.
+    Members,
+    /// This member was removed: its links can go.
+    Removed(u64),
+}
+
+/// What driving the core produced since the last `advance`.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Raft messages for other nodes, in order.
+    pub messages: Vec<RaftMessage>,
+    /// Results of this node's proposals, by the sequence number `propose` returned.
+    pub results: Vec<(u64, Result<Applied, ProposeError>)>,
+    pub changes: Vec<Change>,
+    /// Reads the leader confirmed: (request context, index to apply before answering).
+    pub reads: Vec<(Vec<u8>, u64)>,
+}
+
+pub struct Core {
+    me: Member,
+    raw: RawNode<WrsStorage>,
+    storage: WrsStorage,
+    state: ClusterState,
+    conf_state: ConfState,
+    applied: u64,
+    started: bool,
+    seq: u64,
+    settings: CoreSettings,
+    logger: slog::Logger,
+    out: Output,
+}
+
+fn raft_config(id: u64, s: &CoreSettings) -> raft::Config {
+    raft::Config {
+        id,
+        heartbeat_tick: s.heartbeat_ticks,
+        election_tick: s.min_election_ticks,
+        min_election_tick: s.min_election_ticks,
+        max_election_tick: s.max_election_ticks,
+        check_quorum: true,
+        pre_vote: true,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 256,
+        ..Default::default()
+    }
+}
+
+fn raw_node(
+    id: u64,
+    s: &CoreSettings,
+    storage: &WrsStorage,
+    logger: &slog::Logger,
+) -> RawNode<WrsStorage> {
+    // The configuration is built here from validated settings; raft-rs only refuses id 0 or
+    // an election timeout not above the heartbeat, which `server::raft_settings` rules out.
+    RawNode::new(&raft_config(id, s), storage.clone(), logger).expect("a valid raft configuration")
+}
+
+impl Core {
+    /// A core that is not part of any cluster yet (it waits to be added, or bootstraps).
+    pub fn new(me: Member, settings: CoreSettings, logger: slog::Logger) -> Core {
+        let storage = WrsStorage::empty();
+        Core {
+            raw: raw_node(me.id, &settings, &storage, &logger),
+            me,
+            storage,
+            state: ClusterState::default(),
+            conf_state: ConfState::default(),
+            applied: 0,
+            started: false,
+            seq: 0,
+            settings,
+            logger,
+            out: Output::default(),
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.me.id
+    }
+
+    pub fn started(&self) -> bool {
+        self.started
+    }
+
+    pub fn leader(&self) -> Option<u64> {
+        let l = self.raw.raft.leader_id;
+        (self.started && l != raft::INVALID_ID).then_some(l)
+    }
+
+    pub fn role(&self) -> StateRole {
+        self.raw.raft.state
+    }
+
+    pub fn term(&self) -> u64 {
+        self.raw.raft.term
+    }
+
+    pub fn commit(&self) -> u64 {
+        self.raw.raft.raft_log.committed
+    }
+
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    pub fn state(&self) -> &ClusterState {
+        &self.state
+    }
+
+    pub fn is_learner(&self, id: u64) -> bool {
+        self.conf_state.learners.contains(&id)
+    }
+
+    pub fn has_pending_conf(&self) -> bool {
+        self.raw.raft.has_pending_conf()
+    }
+
+    fn reset(&mut self, storage: WrsStorage, state: ClusterState, applied: u64) {
+        self.raw = raw_node(self.me.id, &self.settings, &storage, &self.logger);
+        self.storage = storage;
+        self.conf_state = self.raw.raft.prs().conf().to_conf_state();
+        self.applied = applied;
+        self.state = state;
+        self.out.changes.push(Change::Installed);
+    }
+
+    /// Starts a new cluster with this node as its only voter, and campaigns.
+    pub fn bootstrap(&mut self) -> Result<(), String> {
+        if self.started {
+            return Ok(());
+        }
+        let mut state = ClusterState::default();
+        state.members.insert(self.me.id, self.me.clone());
+        let storage =
+            WrsStorage::bootstrap(self.me.id, state.to_bytes()).map_err(|e| e.to_string())?;
+        self.reset(storage, state, 1);
+        self.started = true;
+        let _ = self.raw.campaign();
+        Ok(())
+    }
+
+    /// Forgets the current cluster; waits, empty, to be added to another one.
+    pub fn reset_to_join(&mut self) {
+        self.reset(WrsStorage::empty(), ClusterState::default(), 0);
+        self.started = false;
+    }
+
+    pub fn tick(&mut self) {
+        self.raw.tick();
+        self.promote_learners();
+    }
+
+    /// One message from the peer link opened by node `link_from`, validated before raft-rs
+    /// sees it (`validate.rs`).
+    pub fn step(&mut self, link_from: u64, m: RaftMessage) -> Result<(), Rejected> {
+        let known = Known {
+            me: self.me.id,
+            link_from,
+            last_index: self.raw.raft.raft_log.last_index(),
+            started: self.started,
+            is_member: |id| self.raw.raft.prs().get(id).is_some(),
+        };
+        validate::check(&m, &known)?;
+        if let Err(e) = self.raw.step(m) {
+            log::debug!("raft: step failed: {e}");
+        }
+        Ok(())
+    }
+
+    fn next_context(&mut self) -> (u64, Vec<u8>) {
+        self.seq += 1;
+        let mut ctx = self.me.id.to_le_bytes().to_vec();
+        ctx.extend_from_slice(&self.seq.to_le_bytes());
+        (self.seq, ctx)
+    }
+
+    /// The sequence number of an entry this node proposed, if it is one.
+    fn own_seq(&self, context: &[u8]) -> Option<u64> {
+        if context.len() != 16 || context[..8] != self.me.id.to_le_bytes() {
+            return None;
+        }
+        Some(u64::from_le_bytes(context[8..16].try_into().ok()?))
+    }
+
+    /// Proposes a command; its result arrives in `Output::results` under the returned number.
+    pub fn propose(&mut self, cmd: &Command) -> Result<u64, ProposeError> {
+        if !self.started {
+            return Err(ProposeError::NotStarted);
+        }
+        if self.leader().is_none() {
+            return Err(ProposeError::NoLeader);
+        }
+        let data = serde_json::to_vec(cmd).map_err(|_| ProposeError::Dropped)?;
+        let (seq, context) = self.next_context();
+        self.raw
+            .propose(context, data)
+            .map_err(|_| ProposeError::NoLeader)?;
+        Ok(seq)
+    }
+
+    /// Proposes one membership change. raft-rs allows one at a time and silently turns a
+    /// second one into an empty entry, whose proposer would wait in vain: refused at once.
+    pub fn propose_change(
+        &mut self,
+        kind: ConfChangeType,
+        node: u64,
+        member: Option<&Member>,
+    ) -> Result<u64, ProposeError> {
+        if self.raw.raft.state == StateRole::Leader && self.raw.raft.has_pending_conf() {
+            return Err(ProposeError::Busy);
+        }
+        let mut cc = ConfChange::default();
+        cc.set_change_type(kind);
+        cc.node_id = node;
+        if let Some(m) = member {
+            cc.context = serde_json::to_vec(m).unwrap_or_default().into();
+        }
+        let (seq, context) = self.next_context();
+        self.raw
+            .propose_conf_change(context, cc)
+            .map_err(|_| ProposeError::Dropped)?;
+        Ok(seq)
+    }
+
+    /// Asks for a linearizable read; the confirmation arrives in `Output::reads` under the
+    /// returned context.
+    pub fn read_index(&mut self) -> Option<Vec<u8>> {
+        if !self.started || self.leader().is_none() {
+            return None;
+        }
+        let (_, context) = self.next_context();
+        self.raw.read_index(context.clone());
+        Some(context)
+    }
+
+    pub fn report_unreachable(&mut self, id: u64) {
+        self.raw.report_unreachable(id);
+    }
+
+    pub fn report_snapshot(&mut self, id: u64, status: SnapshotStatus) {
+        self.raw.report_snapshot(id, status);
+    }
+
+    /// Leader duty: promote the first learner whose log caught up with the commit index.
+    fn promote_learners(&mut self) {
+        if self.raw.raft.state != StateRole::Leader || self.raw.raft.has_pending_conf() {
+            return;
+        }
+        let committed = self.raw.raft.raft_log.committed;
+        let ready = self.conf_state.learners.iter().copied().find(|id| {
+            self.raw
+                .raft
+                .prs()
+                .get(*id)
+                .is_some_and(|p| p.matched + 1 >= committed)
+        });
+        if let Some(member) = ready.and_then(|id| self.state.members.get(&id).cloned()) {
+            log::info!("cluster: promoting node {} to voter", member.id);
+            let _ = self.propose_change(ConfChangeType::AddNode, member.id, Some(&member));
+        }
+    }
+
+    /// Handles what raft-rs has ready and returns everything produced since the last call.
+    pub fn advance(&mut self) -> Output {
+        if self.raw.has_ready() {
+            self.handle_ready();
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn handle_ready(&mut self) {
+        let mut ready = self.raw.ready();
+        for rs in ready.take_read_states() {
+            self.out.reads.push((rs.request_ctx, rs.index));
+        }
+        self.out.messages.extend(ready.take_messages());
+        if *ready.snapshot() != Snapshot::default() {
+            let snap = ready.snapshot().clone();
+            self.install_snapshot(snap);
+        }
+        if !ready.entries().is_empty() {
+            if let Err(e) = self.storage.append(ready.entries()) {
+                log::error!("raft: appending entries failed: {e}");
+                return;
+            }
+        }
+        if let Some(hs) = ready.hs() {
+            self.storage.set_hardstate(hs.clone());
+        }
+        self.out.messages.extend(ready.take_persisted_messages());
+        let committed = ready.take_committed_entries();
+        self.apply(committed);
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.storage.set_commit(commit);
+        }
+        self.out.messages.extend(light.take_messages());
+        let committed = light.take_committed_entries();
+        self.apply(committed);
+        self.raw.advance_apply();
+        self.maybe_compact();
+    }
+
+    fn install_snapshot(&mut self, snap: Snapshot) {
+        let meta = snap.get_metadata().clone();
+        match ClusterState::from_bytes(&snap.data) {
+            Ok(state) => {
+                if let Err(e) = self.storage.apply_snapshot(snap) {
+                    log::error!("raft: installing snapshot failed: {e}");
+                    return;
+                }
+                log::info!(
+                    "raft: installed snapshot at index {} ({} channels, {} members)",
+                    meta.index,
+                    state.channels.len(),
+                    state.members.len()
+                );
+                self.conf_state = meta.get_conf_state().clone();
+                self.applied = meta.index;
+                self.state = state;
+                self.out.changes.push(Change::Installed);
+                self.started = true;
+            }
+            Err(e) => log::error!("raft: snapshot data is unreadable: {e}"),
+        }
+    }
+
+    fn apply(&mut self, entries: Vec<Entry>) {
+        for entry in entries {
+            self.applied = entry.index;
+            // Dispatch on the type first: conf changes (even empty V2 ones) must be applied.
+            match entry.get_entry_type() {
+                EntryType::EntryNormal => self.apply_normal(&entry),
+                EntryType::EntryConfChange => {
+                    let mut cc = ConfChange::default();
+                    if let Err(e) = cc.merge_from_bytes(&entry.data) {
+                        log::error!("raft: unreadable conf change at {}: {e}", entry.index);
+                        continue;
+                    }
+                    self.apply_conf_change(&entry, into_v2(cc));
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let mut cc = ConfChangeV2::default();
+                    if let Err(e) = cc.merge_from_bytes(&entry.data) {
+                        log::error!("raft: unreadable conf change at {}: {e}", entry.index);
+                        continue;
+                    }
+                    self.apply_conf_change(&entry, cc);
+                }
+            }
+        }
+    }
+
+    fn result(&mut self, context: &[u8], result: Result<Applied, ProposeError>) {
+        if let Some(seq) = self.own_seq(context) {
+            self.out.results.push((seq, result));
+        }
+    }
+
+    fn apply_normal(&mut self, entry: &Entry) {
+        if entry.data.is_empty() {
+            // A new leader's empty entry, or a proposal raft replaced with an empty one.
+            self.result(&entry.context, Err(ProposeError::Dropped));
+            return;
+        }
+        let cmd: Command = match serde_json::from_slice(&entry.data) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                log::error!("raft: unreadable command at {}: {e}", entry.index);
+                return;
+            }
+        };
+        let applied = self.state.apply(cmd, self.settings.max_channels);
+        match &applied {
+            Applied::Created(record) => self.out.changes.push(Change::Created(record.clone())),
+            Applied::Deleted { id, cause } => self.out.changes.push(Change::Deleted {
+                id: id.clone(),
+                cause: *cause,
+            }),
+            Applied::Reset(ids) => self.out.changes.push(Change::Reset(ids.clone())),
+            _ => {}
+        }
+        self.result(&entry.context, Ok(applied));
+    }
+
+    fn apply_conf_change(&mut self, entry: &Entry, cc: ConfChangeV2) {
+        match self.raw.apply_conf_change(&cc) {
+            Ok(cs) => {
+                self.storage.set_conf_state(cs.clone());
+                self.conf_state = cs;
+            }
+            Err(e) => {
+                log::error!("raft: conf change at {} failed: {e}", entry.index);
+                self.result(&entry.context, Err(ProposeError::Dropped));
+                return;
+            }
+        }
+        for change in cc.get_changes() {
+            match change.get_change_type() {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    let Ok(member) = serde_json::from_slice::<Member>(&cc.context) else {
+                        continue;
+                    };
+                    if member.id == change.node_id {
+                        let voter = change.get_change_type() == ConfChangeType::AddNode;
+                        log::info!(
+                            "cluster: node {} ({}) is now a {}",
+                            member.id,
+                            member.api,
+                            if voter { "voter" } else { "learner" }
+                        );
+                        self.state.members.insert(member.id, member);
+                    }
+                }
+                ConfChangeType::RemoveNode => {
+                    let id = change.node_id;
+                    log::info!("cluster: node {id} removed");
+                    self.state.members.remove(&id);
+                    self.out.changes.push(Change::Removed(id));
+                    if id == self.me.id {
+                        log::warn!("cluster: this node was removed from the cluster");
+                    }
+                }
+            }
+        }
+        self.out.changes.push(Change::Members);
+        self.result(&entry.context, Ok(Applied::NotFound));
+    }
+
+    fn maybe_compact(&mut self) {
+        if self.storage.take_snapshot_request() {
+            let data = self.state.to_bytes();
+            match self
+                .storage
+                .capture(self.applied, self.conf_state.clone(), data)
+            {
+                Ok(()) => log::info!("raft: captured a snapshot at index {}", self.applied),
+                Err(e) => log::warn!("raft: snapshot at {} failed: {e}", self.applied),
+            }
+        }
+        if self.applied < self.storage.snapshot_index() + self.settings.snapshot_length {
+            return;
+        }
+        let data = self.state.to_bytes();
+        match self
+            .storage
+            .compact(self.applied, self.conf_state.clone(), data)
+        {
+            Ok(()) => log::info!("raft: compacted the log up to index {}", self.applied),
+            Err(e) => log::warn!("raft: compaction at {} failed: {e}", self.applied),
+        }
+    }
+
+    /// Whether `id` is a voter or learner of the configuration this node knows.
+    pub fn knows(&self, id: u64) -> bool {
+        self.raw.raft.prs().get(id).is_some()
+    }
+}
+
+/// raft-rs applies V2 conf changes; a V1 change (what `propose_conf_change` with a
+/// `ConfChange` writes) becomes a V2 with one change and the same context.
+fn into_v2(cc: ConfChange) -> ConfChangeV2 {
+    let mut single = ConfChangeSingle::default();
+    single.set_change_type(cc.get_change_type());
+    single.node_id = cc.node_id;
+    let mut v2 = ConfChangeV2::default();
+    v2.mut_changes().push(single);
+    v2.context = cc.context;
+    v2
+}

@@ -1,0 +1,417 @@
+//! A simulated network for the Raft core (test only): whole clusters of `Core`s in one thread,
+//! messages delivered from a queue, time as explicit ticks, links cut and healed at will. No
+//! sockets, no clocks, no actors — every test here is deterministic and takes milliseconds.
+//! In the style of raft-rs' own `harness`: what the tests drive is exactly the core `node.rs`
+//! runs, validation included.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use raft::prelude::{ConfChangeType, Message, MessageType};
+use raft::StateRole;
+
+use super::core::{Core, CoreSettings, ProposeError};
+use super::state::{Applied, Command};
+use super::validate::Rejected;
+use crate::model::{ChannelRecord, ChannelSpec, Member, Pattern};
+
+fn member(id: u64) -> Member {
+    Member {
+        id,
+        api: format!("node{id}:8080"),
+        peer: format!("node{id}:4000"),
+    }
+}
+
+fn settings(snapshot_length: u64) -> CoreSettings {
+    CoreSettings {
+        heartbeat_ticks: 2,
+        min_election_ticks: 10,
+        max_election_ticks: 20,
+        snapshot_length,
+        max_channels: 1000,
+    }
+}
+
+fn create(id: &str) -> Command {
+    Command::CreateChannel(ChannelRecord {
+        id: id.to_owned(),
+        spec: ChannelSpec {
+            pattern: Pattern::PubSub,
+            client_limit: -1,
+            timeout: -1,
+            include_sender: false,
+        },
+        token_hash: [0; 32],
+        created_at_ms: 0,
+    })
+}
+
+/// Cores wired by a message queue. `cut` holds directed links that lose every message.
+struct Net {
+    cores: BTreeMap<u64, Core>,
+    queue: VecDeque<Message>,
+    cut: BTreeSet<(u64, u64)>,
+    /// Results of proposals, per proposing node and sequence number.
+    results: BTreeMap<(u64, u64), Result<Applied, ProposeError>>,
+    /// Messages the receiving core refused, with why.
+    rejected: Vec<(u64, Rejected)>,
+}
+
+impl Net {
+    /// Node 1 bootstraps; nodes 2..=n are added one at a time, each as a learner the leader
+    /// promotes once it has caught up.
+    fn cluster(n: u64, snapshot_length: u64) -> Net {
+        let mut net = Net {
+            cores: BTreeMap::new(),
+            queue: VecDeque::new(),
+            cut: BTreeSet::new(),
+            results: BTreeMap::new(),
+            rejected: Vec::new(),
+        };
+        net.spawn(1, snapshot_length);
+        net.core(1).bootstrap().expect("bootstrap");
+        net.settle();
+        assert_eq!(net.leader(), Some(1));
+        for id in 2..=n {
+            net.add(id, snapshot_length);
+        }
+        net
+    }
+
+    fn spawn(&mut self, id: u64, snapshot_length: u64) {
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        self.cores
+            .insert(id, Core::new(member(id), settings(snapshot_length), logger));
+    }
+
+    fn core(&mut self, id: u64) -> &mut Core {
+        self.cores.get_mut(&id).expect("a core with that id")
+    }
+
+    /// Adds node `id` through the leader and ticks until it is a voter everywhere.
+    fn add(&mut self, id: u64, snapshot_length: u64) {
+        self.spawn(id, snapshot_length);
+        let leader = self.leader().expect("a leader to add through");
+        let m = member(id);
+        self.core(leader)
+            .propose_change(ConfChangeType::AddLearnerNode, id, Some(&m))
+            .expect("propose add");
+        let promoted = self.tick_until(200, |net| {
+            net.cores
+                .values()
+                .all(|c| c.state().members.contains_key(&id) && !c.is_learner(id) && c.started())
+        });
+        assert!(promoted, "node {id} was not added and promoted");
+    }
+
+    /// Delivers queued messages (and what they cause) until nothing moves.
+    fn settle(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            for (&id, core) in self.cores.iter_mut() {
+                let out = core.advance();
+                moved |= !out.messages.is_empty() || !out.results.is_empty();
+                self.queue.extend(out.messages);
+                for (seq, r) in out.results {
+                    self.results.insert((id, seq), r);
+                }
+            }
+            while let Some(m) = self.queue.pop_front() {
+                moved = true;
+                if self.cut.contains(&(m.from, m.to)) {
+                    continue;
+                }
+                let (from, to) = (m.from, m.to);
+                if let Some(core) = self.cores.get_mut(&to) {
+                    if let Err(why) = core.step(from, m) {
+                        self.rejected.push((to, why));
+                    }
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the network did not settle");
+    }
+
+    fn tick(&mut self) {
+        for core in self.cores.values_mut() {
+            core.tick();
+        }
+        self.settle();
+    }
+
+    /// Ticks until `done` holds (true) or `limit` ticks passed (false).
+    fn tick_until(&mut self, limit: usize, done: impl Fn(&Net) -> bool) -> bool {
+        for _ in 0..limit {
+            if done(self) {
+                return true;
+            }
+            self.tick();
+        }
+        done(self)
+    }
+
+    /// The leader of the highest term that is reachable, if any.
+    fn leader(&self) -> Option<u64> {
+        self.cores
+            .values()
+            .filter(|c| c.role() == StateRole::Leader)
+            .max_by_key(|c| c.term())
+            .map(Core::id)
+    }
+
+    fn isolate(&mut self, id: u64) {
+        for &other in self.cores.keys() {
+            if other != id {
+                self.cut.insert((id, other));
+                self.cut.insert((other, id));
+            }
+        }
+    }
+
+    fn heal(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Proposes a channel on `node` and returns the proposal's result after settling.
+    fn propose(&mut self, node: u64, cmd: &Command) -> Option<Result<Applied, ProposeError>> {
+        let seq = match self.core(node).propose(cmd) {
+            Ok(seq) => seq,
+            Err(e) => return Some(Err(e)),
+        };
+        self.settle();
+        self.results.remove(&(node, seq))
+    }
+
+    fn channels(&self, node: u64) -> BTreeSet<String> {
+        self.cores[&node].state().channels.keys().cloned().collect()
+    }
+}
+
+fn heartbeat(from: u64, to: u64, term: u64, commit: u64) -> Message {
+    let mut m = Message::default();
+    m.set_msg_type(MessageType::MsgHeartbeat);
+    m.from = from;
+    m.to = to;
+    m.term = term;
+    m.commit = commit;
+    m
+}
+
+#[test]
+fn three_cores_agree_on_one_leader_and_every_write() {
+    let mut net = Net::cluster(3, 1000);
+    let leader = net.leader().expect("a leader");
+    let result = net.propose(leader, &create("abc"));
+    assert!(
+        matches!(result, Some(Ok(Applied::Created(_)))),
+        "{result:?}"
+    );
+    for id in 1..=3 {
+        assert_eq!(
+            net.channels(id),
+            BTreeSet::from(["abc".to_string()]),
+            "node {id}"
+        );
+        assert_eq!(net.cores[&id].leader(), Some(leader), "node {id}'s leader");
+    }
+}
+
+#[test]
+fn losing_the_leader_elects_another_that_takes_writes_and_the_old_one_follows_on_return() {
+    let mut net = Net::cluster(3, 1000);
+    let old = net.leader().expect("a leader");
+    let old_term = net.cores[&old].term();
+    net.isolate(old);
+    let elected = net.tick_until(200, |net| {
+        net.cores
+            .values()
+            .any(|c| c.id() != old && c.role() == StateRole::Leader)
+    });
+    assert!(elected, "no new leader among the two that remain");
+    let new = net
+        .cores
+        .values()
+        .find(|c| c.id() != old && c.role() == StateRole::Leader)
+        .map(Core::id)
+        .expect("new leader");
+    assert!(net.cores[&new].term() > old_term);
+    assert!(matches!(
+        net.propose(new, &create("after")),
+        Some(Ok(Applied::Created(_)))
+    ));
+    // The cut-off old leader cannot commit anything on its own.
+    let stuck = net.core(old).propose(&create("lost")).ok();
+    net.settle();
+    assert!(!net.channels(new).contains("lost"));
+    net.heal();
+    let caught_up = net.tick_until(200, |net| net.channels(old).contains("after"));
+    assert!(caught_up, "the old leader did not catch up");
+    assert_eq!(net.cores[&old].role(), StateRole::Follower);
+    if let Some(seq) = stuck {
+        assert!(
+            !matches!(net.results.get(&(old, seq)), Some(Ok(_))),
+            "a write proposed in the minority was acknowledged"
+        );
+    }
+    assert!(!net.channels(old).contains("lost"));
+}
+
+#[test]
+fn membership_changes_one_at_a_time_and_a_second_one_meanwhile_is_refused() {
+    let mut net = Net::cluster(2, 1000);
+    net.spawn(3, 1000);
+    net.spawn(4, 1000);
+    let leader = net.leader().expect("a leader");
+    let first = net
+        .core(leader)
+        .propose_change(ConfChangeType::AddLearnerNode, 3, Some(&member(3)))
+        .expect("first change");
+    // A second change while the first is pending is refused at once (raft-rs would turn it
+    // into an empty entry and its proposer would wait in vain).
+    let second =
+        net.core(leader)
+            .propose_change(ConfChangeType::AddLearnerNode, 4, Some(&member(4)));
+    assert_eq!(second, Err(ProposeError::Busy));
+    net.settle();
+    assert!(matches!(net.results.get(&(leader, first)), Some(Ok(_))));
+    let members = &net.cores[&leader].state().members;
+    assert!(members.contains_key(&3) && !members.contains_key(&4));
+    // Once the first is applied, the next one goes through.
+    let next = net
+        .core(leader)
+        .propose_change(ConfChangeType::AddLearnerNode, 4, Some(&member(4)))
+        .expect("the next change");
+    net.settle();
+    assert!(matches!(net.results.get(&(leader, next)), Some(Ok(_))));
+    assert!(net.cores[&leader].state().members.contains_key(&4));
+}
+
+#[test]
+fn a_learner_is_promoted_to_voter_once_it_has_caught_up() {
+    let mut net = Net::cluster(2, 1000);
+    for i in 0..20 {
+        net.propose(1, &create(&format!("c{i}")));
+    }
+    net.spawn(3, 1000);
+    net.core(1)
+        .propose_change(ConfChangeType::AddLearnerNode, 3, Some(&member(3)))
+        .expect("add learner");
+    net.settle();
+    let promoted = net.tick_until(100, |net| {
+        net.cores.values().all(|c| !c.is_learner(3)) && net.channels(3).len() == 20
+    });
+    assert!(promoted, "node 3 was not promoted after catching up");
+    assert!(net.cores[&1].state().members.contains_key(&3));
+}
+
+#[test]
+fn a_node_added_after_compaction_catches_up_from_a_snapshot() {
+    let mut net = Net::cluster(2, 5);
+    for i in 0..30 {
+        net.propose(1, &create(&format!("c{i}")));
+    }
+    net.add(3, 5);
+    assert_eq!(
+        net.channels(3).len(),
+        30,
+        "the snapshot carried every channel"
+    );
+    assert_eq!(net.channels(3), net.channels(1));
+}
+
+#[test]
+fn messages_from_a_removed_node_or_a_stranger_are_refused_before_raft() {
+    let mut net = Net::cluster(3, 1000);
+    let leader = net.leader().expect("a leader");
+    let gone = if leader == 3 { 2 } else { 3 };
+    net.core(leader)
+        .propose_change(ConfChangeType::RemoveNode, gone, None)
+        .expect("remove");
+    let removed = net.tick_until(100, |net| {
+        net.cores
+            .iter()
+            .filter(|(id, _)| **id != gone)
+            .all(|(_, c)| !c.state().members.contains_key(&gone))
+    });
+    assert!(removed);
+    let term = net.cores[&leader].term();
+    let other = (1..=3)
+        .find(|id| *id != leader && *id != gone)
+        .expect("a follower");
+    for (from, why) in [
+        (gone, Rejected::UnknownSender),
+        (99, Rejected::UnknownSender),
+    ] {
+        let m = heartbeat(from, other, term + 5, 0);
+        assert_eq!(net.core(other).step(from, m), Err(why), "from {from}");
+    }
+    // Nothing changed: the follower still follows the same leader in the same term.
+    assert_eq!(net.cores[&other].leader(), Some(leader));
+    assert_eq!(net.cores[&other].term(), term);
+}
+
+#[test]
+fn a_crafted_heartbeat_beyond_the_log_is_refused_and_the_follower_keeps_working() {
+    let mut net = Net::cluster(3, 1000);
+    let leader = net.leader().expect("a leader");
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let m = heartbeat(leader, follower, 1 << 40, 1 << 40);
+    assert_eq!(
+        net.core(follower).step(leader, m),
+        Err(Rejected::CommitOutOfRange)
+    );
+    assert!(matches!(
+        net.propose(leader, &create("still")),
+        Some(Ok(Applied::Created(_)))
+    ));
+    assert!(net.channels(follower).contains("still"));
+}
+
+#[test]
+fn a_minority_partition_cannot_commit_and_the_majority_can() {
+    let mut net = Net::cluster(5, 1000);
+    let leader = net.leader().expect("a leader");
+    // Cut the leader and one follower off from the other three.
+    let buddy = (1..=5).find(|id| *id != leader).expect("another node");
+    let minority = [leader, buddy];
+    for &a in &minority {
+        for b in 1..=5 {
+            if !minority.contains(&b) {
+                net.cut.insert((a, b));
+                net.cut.insert((b, a));
+            }
+        }
+    }
+    let lost = net.core(leader).propose(&create("minority")).ok();
+    net.settle();
+    let elected = net.tick_until(300, |net| {
+        net.cores
+            .values()
+            .any(|c| !minority.contains(&c.id()) && c.role() == StateRole::Leader)
+    });
+    assert!(elected, "the majority did not elect a leader");
+    let majority_leader = net
+        .cores
+        .values()
+        .find(|c| !minority.contains(&c.id()) && c.role() == StateRole::Leader)
+        .map(Core::id)
+        .expect("leader");
+    assert!(matches!(
+        net.propose(majority_leader, &create("majority")),
+        Some(Ok(Applied::Created(_)))
+    ));
+    net.heal();
+    let converged = net.tick_until(300, |net| {
+        (1..=5).all(|id| net.channels(id).contains("majority"))
+    });
+    assert!(converged);
+    for id in 1..=5 {
+        assert!(!net.channels(id).contains("minority"), "node {id}");
+    }
+    if let Some(seq) = lost {
+        assert!(!matches!(net.results.get(&(leader, seq)), Some(Ok(_))));
+    }
+}

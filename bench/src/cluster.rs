@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::api::{self, Plan};
 use crate::common::*;
 use crate::flow::Stop;
-use crate::http::HttpConn;
+use crate::http::{create_channel, delete_channel, HttpConn};
 use crate::Common;
 
 pub const PLANS: [&str; 4] = ["api", "ws", "mixed", "readonly"];

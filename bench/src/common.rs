@@ -12,8 +12,6 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::http::HttpConn;
-
 pub type Ws = WebSocketStream<TcpStream>;
 pub type AnyResult<T> = Result<T, String>;
 
@@ -383,18 +381,6 @@ pub struct Channel {
     pub connect: String,
 }
 
-pub async fn create_channel(http: &mut HttpConn, pattern: &str) -> AnyResult<Channel> {
-    let body = format!(r#"{{"pattern":"{pattern}"}}"#);
-    let (status, body) = http.request("POST", "/channels", Some(&body)).await?;
-    if status != 201 && status != 200 {
-        return Err(format!(
-            "POST /channels: HTTP {status}: {}",
-            String::from_utf8_lossy(&body)
-        ));
-    }
-    parse_created(&body)
-}
-
 pub fn parse_created(body: &[u8]) -> AnyResult<Channel> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("create response: {e}"))?;
     let id = v["data"]["id"]
@@ -409,14 +395,6 @@ pub fn parse_created(body: &[u8]) -> AnyResult<Channel> {
         ),
     };
     Ok(Channel { id, connect })
-}
-
-pub async fn delete_channel(node: &Node, id: &str) {
-    if let Ok(mut http) = HttpConn::connect(node).await {
-        let _ = http
-            .request("DELETE", &format!("/channels/{id}"), None)
-            .await;
-    }
 }
 
 /// Payload of a relayed message: `PPPPP SSSSSSSSSSSS TTTTTTTTTTTTTTTTTTT ` (publisher id,

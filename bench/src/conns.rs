@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::common::*;
-use crate::http::HttpConn;
+use crate::http::{create_channel, delete_channel, HttpConn};
 use crate::Common;
 
 pub struct ConnsArgs {

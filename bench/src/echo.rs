@@ -5,7 +5,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::*;
-use crate::http::HttpConn;
+use crate::http::{create_channel, delete_channel, HttpConn};
 use crate::Common;
 
 async fn client(

@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::*;
 use crate::flow::{Flow, Stop};
-use crate::http::HttpConn;
+use crate::http::{create_channel, delete_channel, HttpConn};
 use crate::Common;
 
 fn request(seq: u64, ts: u64, size: usize) -> String {

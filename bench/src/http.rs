@@ -3,7 +3,7 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::{AnyResult, Node};
+use crate::common::{parse_created, AnyResult, Channel, Node};
 
 pub struct HttpConn {
     node: Node,
@@ -156,6 +156,26 @@ fn parse_response(buf: &[u8]) -> AnyResult<Parsed> {
 
 fn find_crlf(b: &[u8]) -> Option<usize> {
     b.windows(2).position(|w| w == b"\r\n")
+}
+
+pub async fn create_channel(http: &mut HttpConn, pattern: &str) -> AnyResult<Channel> {
+    let body = format!(r#"{{"pattern":"{pattern}"}}"#);
+    let (status, body) = http.request("POST", "/channels", Some(&body)).await?;
+    if status != 201 && status != 200 {
+        return Err(format!(
+            "POST /channels: HTTP {status}: {}",
+            String::from_utf8_lossy(&body)
+        ));
+    }
+    parse_created(&body)
+}
+
+pub async fn delete_channel(node: &Node, id: &str) {
+    if let Ok(mut http) = HttpConn::connect(node).await {
+        let _ = http
+            .request("DELETE", &format!("/channels/{id}"), None)
+            .await;
+    }
 }
 
 #[cfg(test)]

@@ -3,12 +3,10 @@
 //! upgrade from any origin, the `url` in the create response, the thesis' spellings,
 //! `WRS_README_PATH` and `WRS_MAX_STARTUP_DELAY`.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::json;
+use wrs_test_support::*;
 
 const PAGE: &str = "http://localhost:3000";
 

@@ -3,13 +3,12 @@
 //! replicated channels, leader failover, removal of dead members, catch-up through a snapshot,
 //! restarts, loss of the majority and the cluster secret. Every test runs its own cluster and
 //! waits by polling against deadlines.
-mod common;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::{json, Value};
+use wrs_test_support::*;
 
 /// A few election timeouts of [`FAST_RAFT`] (800–1200 ms), with room for a loaded machine.
 const FAILOVER: Duration = Duration::from_secs(10);

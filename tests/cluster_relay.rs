@@ -8,12 +8,11 @@
 //! Before a measured phase, each test sends warm-up messages until every receiver got one, so
 //! a join that is still on its way to the channel's owner cannot skew a count; the tests never
 //! rely on sleeping.
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::{json, Value};
+use wrs_test_support::*;
 
 /// Sends `make(k)` from `sender` (k = 0, 1, …) until every receiver has received at least one
 /// text message, then drains everything still in flight (also from the sender, which may have

@@ -1,12 +1,11 @@
 //! Real peers: the Autobahn fuzzing client and the /client page in headless Chromium.
 //! Both fail when their tools are missing, unless WRS_SKIP_EXTERNAL=1.
-mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::*;
 use serde_json::json;
+use wrs_test_support::*;
 
 const SKIPPED: i32 = 77;
 

@@ -1,13 +1,12 @@
 //! Abuse limits: slow consumers, message size, channel count, ping/pong liveness.
-mod common;
 
 use std::time::{Duration, Instant};
 
 use actix_http::ws::Item;
 use awc::ws::Message;
 use bytes::Bytes;
-use common::*;
 use serde_json::json;
+use wrs_test_support::*;
 
 #[actix_rt::test]
 async fn slow_reader_is_disconnected_and_fast_subscriber_gets_everything() {

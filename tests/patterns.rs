@@ -1,10 +1,9 @@
 //! Messaging patterns (table-7 1.3.x) and channel properties (1.4.x, 1.5.1).
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::{json, Value};
+use wrs_test_support::*;
 
 // 1.3.1
 #[actix_rt::test]

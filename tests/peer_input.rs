@@ -1,16 +1,15 @@
 //! Hostile input on the peer port: a crafted Raft heartbeat (the message that used to panic
 //! raft-rs inside the Raft actor), senders outside the configuration, garbage frames and
 //! absurd declared lengths. After each, the node must still create channels and say ready.
-mod common;
 
 use std::time::Duration;
 
 use awc::ws::Message as WsMessage;
-use common::*;
 use futures_util::SinkExt;
 use raft::eraftpb::{Message as RaftMessage, MessageType};
 use wrs::cluster::peer::proof;
 use wrs::cluster::peer::wire::Frame;
+use wrs_test_support::*;
 
 /// Opens `/link` on the node's peer port, claiming to be node `claimed`.
 async fn link(s: &Server, claimed: u64) -> actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec> {

@@ -1,8 +1,7 @@
 //! REST API: the thesis' table-7 cases 1.1.1–1.2.8 and the JSON error contract.
-mod common;
 
-use common::*;
 use serde_json::{json, Value};
+use wrs_test_support::*;
 
 fn assert_html(res: &Resp) {
     assert_eq!(res.status, 200, "{}: {}", res.what, res.text());

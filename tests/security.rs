@@ -1,10 +1,9 @@
 //! TLS (2.x), API auth (3.x), browser-only mode (4.x), configuration and shutdown.
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::json;
+use wrs_test_support::*;
 
 const SECRET: &str = "s3cr3t-t0ken";
 

@@ -27,10 +27,13 @@ pub enum Rejected {
     /// Term 0 on a message only raft-rs itself sends without a term (found by tests/fuzz.rs:
     /// raft-rs reads a term-0 `MsgReadIndexResp` beyond the log as a commit and panics).
     MissingTerm,
+    /// A term on a forwarded proposal or read request, which raft-rs sends without one (it
+    /// panics when it forwards such a message on; found by tests/fuzz.rs).
+    UnexpectedTerm,
 }
 
 impl Rejected {
-    pub const ALL: [Rejected; 8] = [
+    pub const ALL: [Rejected; 9] = [
         Rejected::WrongRecipient,
         Rejected::ForgedSender,
         Rejected::UnknownSender,
@@ -39,6 +42,7 @@ impl Rejected {
         Rejected::BadEntries,
         Rejected::BadSnapshot,
         Rejected::MissingTerm,
+        Rejected::UnexpectedTerm,
     ];
 
     pub fn label(self) -> &'static str {
@@ -51,6 +55,7 @@ impl Rejected {
             Rejected::BadEntries => "bad_entries",
             Rejected::BadSnapshot => "bad_snapshot",
             Rejected::MissingTerm => "missing_term",
+            Rejected::UnexpectedTerm => "unexpected_term",
         }
     }
 }
@@ -86,10 +91,19 @@ pub fn check<F: Fn(u64) -> bool>(m: &Message, known: &Known<F>) -> Result<(), Re
         MsgHup | MsgBeat | MsgUnreachable | MsgSnapStatus | MsgCheckQuorum => {
             Err(Rejected::LocalOnly)
         }
-        // Only forwarded proposals and read requests travel without a term; raft-rs takes a
-        // term-0 message for a local one and trusts it accordingly.
-        t if m.term == 0 && !matches!(t, MsgPropose | MsgReadIndex) => Err(Rejected::MissingTerm),
+        // Only what a follower forwards to its leader (proposals, read requests, leadership
+        // transfers) travels without a term, and always without one: raft-rs takes a term-0
+        // message for a local one, and panics when it forwards one that has a term.
+        t if m.term == 0 && !matches!(t, MsgPropose | MsgReadIndex | MsgTransferLeader) => {
+            Err(Rejected::MissingTerm)
+        }
+        MsgPropose | MsgReadIndex | MsgTransferLeader if m.term != 0 => {
+            Err(Rejected::UnexpectedTerm)
+        }
         MsgHeartbeat if m.commit > known.last_index => Err(Rejected::CommitOutOfRange),
+        // Every entry from index 1 on has a term; raft-rs reads a missing one (0) as matching
+        // any index beyond its log and then commits past its end (found by tests/fuzz.rs).
+        MsgAppend if m.index > 0 && m.log_term == 0 => Err(Rejected::BadEntries),
         MsgAppend => {
             let follows = m
                 .entries
@@ -104,7 +118,9 @@ pub fn check<F: Fn(u64) -> bool>(m: &Message, known: &Known<F>) -> Result<(), Re
         }
         MsgSnapshot => {
             let meta = m.get_snapshot().get_metadata();
-            if meta.index == 0 || meta.get_conf_state().voters.is_empty() {
+            // A snapshot's term is never 0; raft-rs matches a missing one against any index
+            // beyond its log and commits past its end (found by tests/fuzz.rs).
+            if meta.index == 0 || meta.term == 0 || meta.get_conf_state().voters.is_empty() {
                 Err(Rejected::BadSnapshot)
             } else {
                 Ok(())
@@ -139,13 +155,35 @@ mod tests {
     }
 
     #[test]
+    fn an_append_without_the_term_of_its_previous_entry_is_refused() {
+        let mut m = msg(MessageType::MsgAppend);
+        m.index = 11;
+        m.commit = 11;
+        assert_eq!(check(&m, &known(true)), Err(Rejected::BadEntries));
+        m.log_term = 1;
+        assert_eq!(check(&m, &known(true)), Ok(()));
+        m.index = 0;
+        m.log_term = 0;
+        assert_eq!(check(&m, &known(true)), Ok(()), "the very first append");
+    }
+
+    #[test]
     fn a_term_0_message_is_refused_unless_raft_sends_it_without_one() {
         let mut m = msg(MessageType::MsgReadIndexResp);
         m.term = 0;
         m.index = 11;
         assert_eq!(check(&m, &known(true)), Err(Rejected::MissingTerm));
-        for t in [MessageType::MsgPropose, MessageType::MsgReadIndex] {
+        for t in [
+            MessageType::MsgPropose,
+            MessageType::MsgReadIndex,
+            MessageType::MsgTransferLeader,
+        ] {
             let mut m = msg(t);
+            assert_eq!(
+                check(&m, &known(true)),
+                Err(Rejected::UnexpectedTerm),
+                "{t:?}"
+            );
             m.term = 0;
             assert_eq!(check(&m, &known(true)), Ok(()), "{t:?}");
         }
@@ -196,6 +234,7 @@ mod tests {
         }
         let mut append = msg(MessageType::MsgAppend);
         append.index = 4;
+        append.log_term = 1;
         let entry = |index| Entry {
             index,
             ..Default::default()
@@ -207,7 +246,17 @@ mod tests {
         append.index = u64::MAX;
         append.entries = vec![entry(0)].into();
         assert_eq!(check(&append, &known(true)), Err(Rejected::BadEntries));
-        let snap = msg(MessageType::MsgSnapshot);
+        let mut snap = msg(MessageType::MsgSnapshot);
         assert_eq!(check(&snap, &known(true)), Err(Rejected::BadSnapshot));
+        let meta = snap.mut_snapshot().mut_metadata();
+        meta.index = 11;
+        meta.mut_conf_state().voters = vec![1];
+        assert_eq!(
+            check(&snap, &known(true)),
+            Err(Rejected::BadSnapshot),
+            "term 0"
+        );
+        snap.mut_snapshot().mut_metadata().term = 1;
+        assert_eq!(check(&snap, &known(true)), Ok(()));
     }
 }

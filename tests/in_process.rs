@@ -14,8 +14,8 @@ fn free_port() -> u16 {
     l.local_addr().expect("local_addr").port()
 }
 
-#[actix_rt::test]
-async fn in_process_node_relays_echo_and_stops_with_1001() {
+/// A configuration for one node on free loopback ports; returns its API port too.
+fn loopback_config() -> (u16, wrs::config::Config) {
     let (api, node) = (free_port(), free_port());
     let env: HashMap<&str, String> = [
         ("WRS_BIND", "127.0.0.1".to_string()),
@@ -27,6 +27,12 @@ async fn in_process_node_relays_echo_and_stops_with_1001() {
     .collect();
     let cli = <wrs::config::Cli as clap::Parser>::parse_from(["wrs"]);
     let config = wrs::config::Config::load(|k| env.get(k).cloned(), cli).expect("valid config");
+    (api, config)
+}
+
+#[actix_rt::test]
+async fn in_process_node_relays_echo_and_stops_with_1001() {
+    let (api, config) = loopback_config();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let node = std::thread::spawn(move || {
         let stop = async move {
@@ -105,17 +111,7 @@ fn crash_child() {
 
     let _ = env_logger::builder().is_test(false).try_init();
     wrs::server::exit_on_panic();
-    let (api, node) = (free_port(), free_port());
-    let env: HashMap<&str, String> = [
-        ("WRS_BIND", "127.0.0.1".to_string()),
-        ("WRS_DOMAIN", "127.0.0.1".to_string()),
-        ("WRS_API_PORT", api.to_string()),
-        ("WRS_NODE_PORT", node.to_string()),
-    ]
-    .into_iter()
-    .collect();
-    let cli = <wrs::config::Cli as clap::Parser>::parse_from(["wrs"]);
-    let config = wrs::config::Config::load(|k| env.get(k).cloned(), cli).expect("valid config");
+    let (api, config) = loopback_config();
     actix_rt::System::new().block_on(async move {
         actix_rt::spawn(wrs::run(Arc::new(config), std::future::pending()));
         let client = awc::Client::default();

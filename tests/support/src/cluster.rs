@@ -123,16 +123,7 @@ impl Server {
                     .map_err(|e| format!("{method} {path}: {e}"))?,
             };
             let status = res.status().as_u16();
-            let headers = res
-                .headers()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_ascii_lowercase(),
-                        v.to_str().unwrap_or("").to_string(),
-                    )
-                })
-                .collect();
+            let headers = header_list(res.headers());
             let body = res
                 .body()
                 .limit(MAX_FRAME)

@@ -26,6 +26,19 @@ pub fn http_client(tls: bool) -> awc::Client {
         .finish()
 }
 
+/// A response's headers as (lower-case name, value) pairs.
+pub(crate) fn header_list(headers: &awc::http::header::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
 impl Server {
     /// Any request; `body` is sent as is (no content type unless given in `headers`).
     pub async fn request(
@@ -46,16 +59,7 @@ impl Server {
         };
         let mut res = sent.unwrap_or_else(|e| panic!("{method} {path}: request failed: {e}"));
         let status = res.status().as_u16();
-        let headers = res
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_ascii_lowercase(),
-                    v.to_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect();
+        let headers = header_list(res.headers());
         let body = res
             .body()
             .limit(MAX_FRAME)

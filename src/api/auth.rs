@@ -108,10 +108,11 @@ async fn authorized(
 /// a joining node checks it before it sends this address its API token.
 fn cluster_answer(req: &ServiceRequest, state: &AppState) -> Option<HeaderValue> {
     let secret = state.config.cluster_secret.as_deref()?;
+    // The header first: the common request has none, and then nothing else is looked at.
+    let challenge = req.headers().get(proof::CHALLENGE_HEADER)?.to_str().ok()?;
     if req.method() != Method::GET || normalise(req.path()).ok()? != "/cluster" {
         return None;
     }
-    let challenge = req.headers().get(proof::CHALLENGE_HEADER)?.to_str().ok()?;
     let host = req.headers().get(HOST)?.to_str().ok()?;
     if challenge.len() > 64 {
         return None;

@@ -45,34 +45,7 @@ pub fn free_ports(n: usize) -> Vec<u16> {
     v
 }
 
-/// Whether a server log says a port could not be bound.
-fn port_taken(log: &str) -> bool {
-    let lower = log.to_lowercase();
-    lower.contains("in use") || lower.contains("addrinuse")
-}
-
 impl Server {
-    /// Spawn the binary on the given ports with `envs` (after the base env) and return at once,
-    /// without waiting for `/healthz` (see [`Server::wait_up`]).
-    pub fn spawn_on(api_port: u16, node_port: u16, envs: &[(String, String)]) -> Server {
-        let mut all = base_env(api_port, node_port);
-        for (k, v) in envs {
-            all.retain(|(ek, _)| ek != k);
-            all.push((k.clone(), v.clone()));
-        }
-        let tls = envs.iter().any(|(k, v)| k == "WRS_SSL" && v == "true");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let child = spawn_wrs(dir.path(), &all);
-        Server {
-            child: Some(child),
-            api_port,
-            node_port,
-            tls,
-            dir,
-            client: http_client(tls),
-        }
-    }
-
     /// Wait until `/healthz` is 200; Err (with the reason, not the log) when the process exited
     /// or the time ran out.
     pub async fn wait_up(&mut self, limit: Duration) -> Result<(), String> {

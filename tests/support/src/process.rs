@@ -49,6 +49,27 @@ pub fn spawn_wrs(dir: &Path, envs: &[(String, String)]) -> Child {
 }
 
 impl Server {
+    /// Spawn the binary on the given ports with `envs` (after the base env) and return at once,
+    /// without waiting for `/healthz` (see [`Server::wait_up`]).
+    pub fn spawn_on(api_port: u16, node_port: u16, envs: &[(String, String)]) -> Server {
+        let mut all = base_env(api_port, node_port);
+        for (k, v) in envs {
+            all.retain(|(ek, _)| ek != k);
+            all.push((k.clone(), v.clone()));
+        }
+        let tls = envs.iter().any(|(k, v)| k == "WRS_SSL" && v == "true");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = spawn_wrs(dir.path(), &all);
+        Server {
+            child: Some(child),
+            api_port,
+            node_port,
+            tls,
+            dir,
+            client: http_client(tls),
+        }
+    }
+
     /// Start a server with extra environment variables and wait until `/healthz` is 200.
     pub async fn start(envs: &[(&str, &str)]) -> Server {
         let mut last_log = String::new();
@@ -58,29 +79,17 @@ impl Server {
             while node_port == api_port {
                 node_port = free_port();
             }
-            let mut all = base_env(api_port, node_port);
-            for (k, v) in envs {
-                all.retain(|(ek, _)| ek != k);
-                all.push((k.to_string(), v.to_string()));
-            }
-            let tls = envs.iter().any(|(k, v)| *k == "WRS_SSL" && *v == "true");
-            let dir = tempfile::tempdir().expect("tempdir");
-            let child = spawn_wrs(dir.path(), &all);
-            let mut server = Server {
-                child: Some(child),
-                api_port,
-                node_port,
-                tls,
-                dir,
-                client: http_client(tls),
-            };
+            let owned: Vec<(String, String)> = envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let mut server = Server::spawn_on(api_port, node_port, &owned);
             match server.wait_healthy(Duration::from_secs(20)).await {
                 Ok(()) => return server,
                 Err(e) => {
                     last_log = format!("{e}\n{}", server.logs());
                     // A port taken between our probe and the server's bind: try new ports.
-                    let lower = last_log.to_lowercase();
-                    if lower.contains("in use") || lower.contains("addrinuse") {
+                    if port_taken(&last_log) {
                         continue;
                     }
                     break;
@@ -172,6 +181,12 @@ impl Server {
     pub fn client(&self) -> &awc::Client {
         &self.client
     }
+}
+
+/// Whether a server log says a port could not be bound.
+pub(crate) fn port_taken(log: &str) -> bool {
+    let lower = log.to_lowercase();
+    lower.contains("in use") || lower.contains("addrinuse")
 }
 
 impl Drop for Server {

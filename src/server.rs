@@ -126,7 +126,6 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
         me.clone(),
         own,
         raft.clone(),
-        config.cluster_secret.clone(),
     );
     actix_rt::spawn(async move {
         tokio::time::sleep(delay).await;

@@ -30,13 +30,13 @@ pub fn random_id(len: usize) -> String {
 /// A token of `len` hex characters (`len` ≥ 32 gives ≥ 128 bits of entropy).
 /// A uniformly random number in `0..=max` (rejection sampling, so no value is favoured).
 pub fn random_up_to(max: u64) -> u64 {
-    if max == u64::MAX {
-        return u64::from_le_bytes(random_bytes(8).try_into().unwrap_or([0; 8]));
-    }
-    let range = max + 1;
+    let draw = || u64::from_le_bytes(random_bytes(8).try_into().unwrap_or([0; 8]));
+    let Some(range) = max.checked_add(1) else {
+        return draw();
+    };
     let zone = u64::MAX - (u64::MAX % range);
     loop {
-        let n = u64::from_le_bytes(random_bytes(8).try_into().unwrap_or([0; 8]));
+        let n = draw();
         if n < zone {
             return n % range;
         }

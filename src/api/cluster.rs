@@ -54,15 +54,9 @@ pub async fn join(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         token: state.config.auth.then(|| state.config.auth_token.clone()),
         secret: state.config.cluster_secret.clone(),
     };
-    membership::join_via(
-        &address,
-        &access,
-        &state.me,
-        &state.cluster,
-        state.config.cluster_secret.as_deref(),
-    )
-    .await
-    .map_err(ApiError::JoinFailed)?;
+    membership::join_via(&address, &access, &state.me, &state.cluster)
+        .await
+        .map_err(ApiError::JoinFailed)?;
     let view = state.cluster.send(GetView).await.map_err(mailbox)?;
     Ok(HttpResponse::Ok().json(json!({
         "message": format!("Joined the cluster of {address}"),

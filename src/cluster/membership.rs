@@ -161,7 +161,6 @@ pub async fn join_via(
     access: &ApiAccess,
     me: &Member,
     node: &Addr<RaftNode>,
-    secret: Option<&str>,
 ) -> Result<(), String> {
     let (id, leader_peer) = probe(api, access).await?;
     if id == me.id {
@@ -170,7 +169,7 @@ pub async fn join_via(
     let leader_peer = leader_peer.ok_or_else(|| format!("{api} has no leader right now"))?;
     let _ = node.send(ResetToJoin).await;
     let result = async {
-        request_join(&leader_peer, me, secret).await?;
+        request_join(&leader_peer, me, access.secret.as_deref()).await?;
         if wait_until_member(node, me.id, Duration::from_secs(10)).await {
             Ok(())
         } else {
@@ -192,7 +191,6 @@ pub async fn discover(
     me: Member,
     own_addrs: BTreeSet<String>,
     node: Addr<RaftNode>,
-    secret: Option<String>,
 ) {
     if join.is_empty() {
         node.do_send(Bootstrap);
@@ -215,7 +213,7 @@ pub async fn discover(
                 }
                 Ok((_, Some(leader_peer))) => {
                     let _ = node.send(ResetToJoin).await;
-                    match request_join(&leader_peer, &me, secret.as_deref()).await {
+                    match request_join(&leader_peer, &me, access.secret.as_deref()).await {
                         Ok(())
                             if wait_until_member(&node, me.id, Duration::from_secs(10)).await =>
                         {

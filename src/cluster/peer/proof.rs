@@ -65,12 +65,9 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// 128 random bits as 32 hex characters.
 fn nonce() -> String {
-    format!(
-        "{:016x}{:016x}",
-        crate::token::random_up_to(u64::MAX),
-        crate::token::random_up_to(u64::MAX)
-    )
+    crate::token::random_token(32)
 }
 
 /// The header value for a request `method path` from node `node` (its id, or "" when the

@@ -120,6 +120,10 @@ pub struct Config {
     pub node_min_election_timeout: Duration,
     pub node_max_election_timeout: Duration,
     pub node_snapshot_length: u64,
+    /// A member the leader has not heard from this long is marked down (`WRS_NODE_DOWN_AFTER`).
+    pub node_down_after: Duration,
+    /// A member down this long is removed; `None` = never (`WRS_NODE_REMOVE_AFTER=-1`).
+    pub node_remove_after: Option<Duration>,
     pub join: Vec<String>,
     pub cluster_secret: Option<String>,
     pub cors_origins: CorsOrigins,
@@ -199,6 +203,23 @@ impl Config {
                 "must not be smaller than WRS_NODE_MIN_ELECTION_TIMEOUT",
             ));
         }
+        let node_heartbeat = millis("WRS_NODE_HEARTBEAT", get("WRS_NODE_HEARTBEAT"), 300)?;
+        let node_down_after = millis("WRS_NODE_DOWN_AFTER", get("WRS_NODE_DOWN_AFTER"), 5000)?;
+        if node_down_after < (2 * node_heartbeat).max(Duration::from_millis(200)) {
+            return Err(bad(
+                "WRS_NODE_DOWN_AFTER",
+                "must be at least two WRS_NODE_HEARTBEATs and at least 200 ms",
+            ));
+        }
+        let node_remove_after = number(
+            "WRS_NODE_REMOVE_AFTER",
+            get("WRS_NODE_REMOVE_AFTER"),
+            60_000i64,
+            -1,
+            1 << 40,
+        )?;
+        let node_remove_after =
+            (node_remove_after >= 0).then(|| Duration::from_millis(node_remove_after as u64));
         let ping_interval = millis("WRS_PING_INTERVAL", get("WRS_PING_INTERVAL"), 30_000)?;
         let ping_timeout = millis("WRS_PING_TIMEOUT", get("WRS_PING_TIMEOUT"), 90_000)?;
         if ping_interval.is_zero() || ping_timeout <= ping_interval {
@@ -276,7 +297,7 @@ impl Config {
             ping_timeout,
             shutdown_timeout: millis("WRS_SHUTDOWN_TIMEOUT", get("WRS_SHUTDOWN_TIMEOUT"), 5000)?,
             workers: number("WRS_WORKERS", get("WRS_WORKERS"), default_workers, 1, 1024)?,
-            node_heartbeat: millis("WRS_NODE_HEARTBEAT", get("WRS_NODE_HEARTBEAT"), 300)?,
+            node_heartbeat,
             node_min_election_timeout: min_election,
             node_max_election_timeout: max_election,
             node_snapshot_length: number(
@@ -286,6 +307,8 @@ impl Config {
                 1,
                 1 << 40,
             )?,
+            node_down_after,
+            node_remove_after,
             join,
             cluster_secret,
             cors_origins: cors_origins(get("WRS_CORS_ORIGINS").as_deref().unwrap_or("*"))?,
@@ -588,6 +611,27 @@ mod tests {
         assert!(rules[1].method.is_none());
         assert!(rules[2].path.is_match("/anything"));
         assert!(rules[3].method.is_none() && rules[3].path.is_match("/reset"));
+    }
+
+    #[test]
+    fn failure_detection_defaults_to_5_s_down_and_60_s_removal_and_minus_one_never_removes() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.node_down_after, Duration::from_millis(5000));
+        assert_eq!(c.node_remove_after, Some(Duration::from_millis(60_000)));
+        let c = load(&[
+            ("WRS_NODE_DOWN_AFTER", "1500"),
+            ("WRS_NODE_REMOVE_AFTER", "-1"),
+        ])
+        .unwrap();
+        assert_eq!(c.node_down_after, Duration::from_millis(1500));
+        assert_eq!(c.node_remove_after, None);
+        for (var, v) in [
+            ("WRS_NODE_DOWN_AFTER", "100"),
+            ("WRS_NODE_DOWN_AFTER", "soon"),
+            ("WRS_NODE_REMOVE_AFTER", "-2"),
+        ] {
+            assert_eq!(load(&[(var, v)]).unwrap_err().var, var, "{var}={v}");
+        }
     }
 
     #[test]

@@ -103,6 +103,46 @@ pub static PEER_RTT: LazyLock<Histogram> = LazyLock::new(|| {
         .expect("valid metric"),
     )
 });
+fn counter(name: &str, help: &str) -> IntCounter {
+    register(IntCounter::new(name, help).expect("valid metric"))
+}
+
+pub static CLUSTER_MEMBERS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register(
+        IntGaugeVec::new(
+            Opts::new(
+                "wrs_cluster_members",
+                "Members of the cluster by state (up, down) as this node applied them",
+            ),
+            &["state"],
+        )
+        .expect("valid metric"),
+    )
+});
+pub static CLUSTER_FAILOVERS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "wrs_cluster_failovers_total",
+        "Members marked down by the failure detector (their channels moved), as applied here",
+    )
+});
+pub static CLUSTER_REMOVALS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "wrs_cluster_removals_total",
+        "Members removed from the Raft configuration (left, removed by hand or for being down)",
+    )
+});
+pub static CLUSTER_REJOINS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "wrs_cluster_rejoins_total",
+        "Times this node found itself removed and rejoined as a new member",
+    )
+});
+pub static RELAY_LOST: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "wrs_relay_records_lost_total",
+        "Cross-node records (messages, deliveries, leaves) lost because a peer was unreachable",
+    )
+});
 pub static RAFT_TERM: LazyLock<IntGauge> =
     LazyLock::new(|| gauge("wrs_raft_term", "Current Raft term"));
 pub static RAFT_COMMIT_INDEX: LazyLock<IntGauge> =
@@ -140,6 +180,17 @@ pub fn init() {
         m.set(m.get());
     }
     SLOW_CONSUMERS.inc_by(0);
+    for c in [
+        &*CLUSTER_FAILOVERS,
+        &*CLUSTER_REMOVALS,
+        &*CLUSTER_REJOINS,
+        &*RELAY_LOST,
+    ] {
+        c.inc_by(0);
+    }
+    for state in ["up", "down"] {
+        CLUSTER_MEMBERS.with_label_values(&[state]).set(0);
+    }
     LazyLock::force(&PEER_RTT);
     // The Raft node sets the real role on its first Ready.
     for role in ["leader", "follower", "candidate", "learner"] {

@@ -150,11 +150,18 @@ pub struct ClusterBody {
 
 /// One member in `GET /cluster`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NodeBody {
     pub id: u64,
     pub address: String,
     pub peer: String,
     pub role: String,
+    /// `up`, or `down` once the leader's failure detector committed that it is silent.
+    #[serde(default)]
+    pub state: String,
+    /// Milliseconds since the answering node last heard from this member (`null`: never).
+    #[serde(default)]
+    pub last_heard_ms: Option<u64>,
 }
 
 impl ClusterBody {

@@ -41,6 +41,7 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
     let relay = cluster::relay::Relay::new(
         me.clone(),
         config.cluster_secret.clone(),
+        config.node_down_after,
         relay_arbiter.handle(),
     );
     let registry = Registry::new(
@@ -116,27 +117,29 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
             config.max_startup_delay.as_millis()
         );
     }
-    let discover = cluster::membership::discover(
-        config.join.clone(),
-        cluster::membership::ApiAccess {
+    let discovery = cluster::membership::Discovery {
+        join: config.join.clone(),
+        access: cluster::membership::ApiAccess {
             scheme: config.http_scheme().to_owned(),
             token: config.auth.then(|| config.auth_token.clone()),
             secret: config.cluster_secret.clone(),
         },
-        me.clone(),
-        own,
-        raft.clone(),
-    );
+        own_addrs: own,
+    };
+    let (node, me_at_start, down_after) = (raft.clone(), me.clone(), config.node_down_after);
     actix_rt::spawn(async move {
         tokio::time::sleep(delay).await;
-        discover.await;
+        let mut discovery = discovery;
+        discovery.own_addrs =
+            cluster::membership::discover(&discovery, me_at_start, &node, true).await;
+        cluster::membership::watch(discovery, node, down_after).await;
     });
 
     let stop = async move {
         stop.await;
         log::info!("shutting down: leaving the cluster, closing clients with 1001");
         shutting_down.store(true, Ordering::Relaxed);
-        cluster::membership::leave(&raft, me.id, Duration::from_secs(3)).await;
+        cluster::membership::leave(&raft, Duration::from_secs(3)).await;
         let closed = registry.send(Shutdown).await.unwrap_or(0);
         log::info!("closed {closed} channels");
         // Give the writers a moment to put the close frames on the wire.
@@ -202,8 +205,11 @@ fn raft_settings(config: &Config) -> RaftSettings {
             max_election_ticks: ticks(config.node_max_election_timeout).max(min_election_ticks + 1),
             snapshot_length: config.node_snapshot_length,
             max_channels: config.max_channels,
+            down_after_ticks: ticks(config.node_down_after) as u64,
+            remove_after_ticks: config.node_remove_after.map(|d| ticks(d) as u64),
         },
         propose_timeout: Duration::from_secs(5),
         cluster_secret: config.cluster_secret.clone(),
+        down_after: config.node_down_after,
     }
 }

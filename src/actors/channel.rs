@@ -2,8 +2,11 @@
 //! pattern to every message, and runs the inactivity timer. All of a channel's traffic is
 //! sequenced by one actor in the cluster — on the channel's owner node; on other nodes the
 //! actor is a proxy that forwards its clients to the owner (through `Peers`).
+//!
+//! When the members change (`Topology`), an owner forgets the clients of nodes that are no
+//! longer up (no ghosts), and a proxy whose owner moved re-admits its clients at the new one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::outbox::{encode, Backlog, Outbox, PushError};
 use super::pattern::{route, ClientQueue, Kind, Targets};
-use super::peers::Peers;
+use super::peers::{Peers, SendFuture, Sent};
 use super::subprotocol::{self, Envelope, EnvelopeError};
 use crate::error::CloseCause;
 use crate::metrics::{self, PatternCounters};
@@ -91,10 +94,15 @@ pub struct DeliverLocal {
     pub frame: Bytes,
 }
 
-/// The channel's owner node changed (`None` = this node owns it now).
+/// The members changed: the channel's owner (`None` = this node), the members that are up,
+/// and whether this node is one of them.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetOwner(pub Option<u64>);
+pub struct Topology {
+    pub owner: Option<u64>,
+    pub up: Arc<BTreeSet<u64>>,
+    pub me_up: bool,
+}
 
 /// Where a client's frames go.
 #[derive(Clone)]
@@ -177,6 +185,10 @@ pub struct Channel {
     clients: HashMap<ClientId, Sink>,
     /// `None` when this node sequences the channel, else the owner's node id.
     owner: Option<u64>,
+    /// Counts owner changes, so a re-admission answered after the owner moved again is ignored.
+    generation: u64,
+    /// Whether this node counted as up in the last `Topology`.
+    me_up: bool,
     peers: Arc<dyn Peers>,
     /// Remote recipients of the message being routed, grouped by node.
     remote_batch: HashMap<u64, Vec<ClientId>>,
@@ -196,6 +208,9 @@ struct Round {
     /// A recipient whose queue is busy (half full, writer draining): wait for it before the
     /// next message, so a burst is paced by the socket instead of overflowing the queue.
     busy: Option<Arc<Outbox>>,
+    /// Records for other nodes waiting for room on a full link: awaited before the next
+    /// message, the same way.
+    waiting: Vec<SendFuture>,
 }
 
 impl Round {
@@ -249,12 +264,15 @@ impl Channel {
             queue: ClientQueue::default(),
             clients: HashMap::new(),
             owner,
+            generation: 0,
+            me_up: true,
             peers,
             remote_batch: HashMap::new(),
             round: Round {
                 now: Instant::now(),
                 delivered: 0,
                 busy: None,
+                waiting: Vec::new(),
             },
             counters: PatternCounters::new(spec.pattern.as_str()),
             spec,
@@ -299,9 +317,14 @@ impl Channel {
     fn close_all(&mut self, cause: CloseCause, ctx: &mut Context<Self>) {
         self.closed = true;
         metrics::CLIENTS.sub(self.local_count() as i64);
-        for sink in self.clients.values() {
+        for (id, sink) in &self.clients {
             if let Sink::Local(outbox) = sink {
                 outbox.close(cause);
+                // A shutdown frees this node's seats at the owner at once (a delete closes
+                // the owner's channel anyway).
+                if let Some(owner) = self.owner {
+                    hand_over(self.peers.leave(owner, &self.id, id.clone()));
+                }
             }
         }
         self.clients.clear();
@@ -331,7 +354,7 @@ impl Channel {
             if let Sink::Local(_) = sink {
                 metrics::CLIENTS.dec();
                 if let Some(owner) = self.owner {
-                    self.peers.leave(owner, &self.id, id.clone());
+                    hand_over(self.peers.leave(owner, &self.id, id.clone()));
                 }
             }
         }
@@ -369,8 +392,10 @@ impl Channel {
         self.count_delivered();
         for (node, to) in self.remote_batch.drain() {
             self.counters.messages_out.inc_by(to.len() as u64);
-            if !self.peers.deliver(node, &self.id, to, frame.clone()) {
-                self.counters.dropped.inc();
+            match self.peers.deliver(node, &self.id, to, frame.clone()) {
+                Sent::Queued => {}
+                Sent::Lost => self.counters.dropped.inc(),
+                Sent::Later(wait) => self.round.waiting.push(wait),
             }
         }
     }
@@ -425,11 +450,28 @@ impl Channel {
     /// After a message that left a queue busy, stop taking messages until that queue's writer
     /// drains once (at most `MAX_PACING_WAIT`). Senders meanwhile find the mailbox full and
     /// stop reading their sockets: TCP backpressure instead of a dropped fast reader.
+    ///
+    /// Records waiting for room on a full peer link are awaited the same way, without a
+    /// bound of their own: the link's stall timeout (`WRS_NODE_DOWN_AFTER`) ends the wait.
     fn pace(&mut self, ctx: &mut Context<Self>) {
         if let Some(outbox) = self.round.busy.take() {
             ctx.wait(
                 async move {
                     let _ = tokio::time::timeout(MAX_PACING_WAIT, outbox.drain()).await;
+                }
+                .into_actor(self),
+            );
+        }
+        if !self.round.waiting.is_empty() {
+            let waiting = std::mem::take(&mut self.round.waiting);
+            let dropped = self.counters.dropped.clone();
+            ctx.wait(
+                async move {
+                    for wait in waiting {
+                        if !wait.await {
+                            dropped.inc();
+                        }
+                    }
                 }
                 .into_actor(self),
             );
@@ -479,7 +521,13 @@ impl Channel {
         outbox: Arc<Outbox>,
     ) -> ResponseActFuture<Self, Result<(), JoinRefused>> {
         self.add(id.clone(), Sink::Local(outbox));
-        let join = Arc::clone(&self.peers).join(owner, self.id.clone(), id.clone());
+        let join = admit(
+            Arc::clone(&self.peers),
+            owner,
+            self.id.clone(),
+            id.clone(),
+            NEW_CLIENT_TRIES,
+        );
         Box::pin(join.into_actor(self).map(move |res, act, _| {
             if res.is_err() {
                 if let Some(Sink::Local(_)) = act.clients.remove(&id) {
@@ -489,6 +537,90 @@ impl Channel {
             }
             res
         }))
+    }
+
+    /// Re-admits every local client at the owner `owner` (it moved, or dropped them while this
+    /// node counted as down). A client that cannot be re-admitted is closed; it reconnects.
+    fn readmit_locals(&mut self, owner: u64, ctx: &mut Context<Self>) {
+        let generation = self.generation;
+        let locals: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(_, s)| matches!(s, Sink::Local(_)))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in locals {
+            let join = admit(
+                Arc::clone(&self.peers),
+                owner,
+                self.id.clone(),
+                id.clone(),
+                READMIT_TRIES,
+            );
+            ctx.spawn(
+                async move { join.await.map_err(|e| (id, e)) }
+                    .into_actor(self)
+                    .map(move |res, act, _| {
+                        let Err((id, e)) = res else { return };
+                        if act.generation != generation {
+                            return; // the owner moved again; that move re-admits it
+                        }
+                        log::info!("channel {}: client {id} lost its seat: {e:?}", act.id);
+                        if let Some(Sink::Local(outbox)) = act.clients.get(&id) {
+                            outbox.close(CloseCause::Internal);
+                        }
+                        act.remove(&id);
+                    }),
+            );
+        }
+    }
+}
+
+/// Tries of a new client's join while the owner answers "unavailable" (it may be taking over
+/// the channel right now), and of a re-admission after the owner moved.
+const NEW_CLIENT_TRIES: u32 = 8;
+const READMIT_TRIES: u32 = 40;
+/// Pause between two tries.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+/// Asks `owner` to admit `client`, trying again while it answers "unavailable" or "no such
+/// channel" — a node that has just become the owner may not have applied the change, or the
+/// channel, yet (a deleted channel closes this proxy, and with it these tries). A proxy that
+/// gives up tells the owner to forget the client, in case one of the tries did admit it (no
+/// ghost seat).
+async fn admit(
+    peers: Arc<dyn Peers>,
+    owner: u64,
+    channel: String,
+    client: ClientId,
+    tries: u32,
+) -> Result<(), JoinRefused> {
+    let mut tries_left = tries.max(1);
+    loop {
+        tries_left -= 1;
+        match Arc::clone(&peers)
+            .join(owner, channel.clone(), client.clone())
+            .await
+        {
+            Err(JoinRefused::Unavailable | JoinRefused::Closed) if tries_left > 0 => {
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(JoinRefused::Unavailable) => {
+                hand_over(peers.leave(owner, &channel, client));
+                return Err(JoinRefused::Unavailable);
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Lets a record for another node go its way without the caller waiting: one that waits for
+/// room on a full link finishes on its own (leaves are tiny and must not be lost).
+fn hand_over(sent: Sent) {
+    if let Sent::Later(wait) = sent {
+        actix_rt::spawn(async move {
+            let _ = wait.await;
+        });
     }
 }
 
@@ -556,19 +688,26 @@ impl Handler<Publish> for Channel {
     type Result = ();
 
     fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) {
-        let Some(sink) = self.clients.get(&msg.from) else {
+        if !self.clients.contains_key(&msg.from) {
             return; // already removed (slow consumer, closing)
-        };
+        }
         self.round.now = Instant::now();
         self.stats.touch(self.round.now);
-        match (self.owner, sink) {
-            (Some(owner), _) => {
+        match self.owner {
+            Some(owner) => {
                 // A proxy: the owner sequences. Its clients' activity reaches the owner's timer.
-                if !self.peers.publish(owner, &self.id, msg.from, msg.data) {
-                    self.counters.dropped.inc();
+                match self.peers.publish(owner, &self.id, msg.from, msg.data) {
+                    Sent::Queued => {}
+                    Sent::Lost => self.counters.dropped.inc(),
+                    Sent::Later(wait) => {
+                        // The link to the owner is full: take no further message until this
+                        // one is queued, so the senders' sockets are read slower.
+                        self.round.waiting.push(wait);
+                        self.pace(ctx);
+                    }
                 }
             }
-            (None, _) => {
+            None => {
                 self.publish(msg);
                 self.pace(ctx);
             }
@@ -592,26 +731,56 @@ impl Handler<DeliverLocal> for Channel {
     }
 }
 
-impl Handler<SetOwner> for Channel {
+impl Handler<Topology> for Channel {
     type Result = ();
 
-    fn handle(&mut self, msg: SetOwner, ctx: &mut Context<Self>) {
-        if msg.0 == self.owner || self.closed {
+    fn handle(&mut self, msg: Topology, ctx: &mut Context<Self>) {
+        if self.closed {
+            return;
+        }
+        let came_back = msg.me_up && !self.me_up;
+        self.me_up = msg.me_up;
+        if msg.owner == self.owner {
+            if self.owner.is_none() {
+                // Still the owner: forget the clients of nodes that are down or gone.
+                let before = self.clients.len();
+                let gone: Vec<ClientId> = self
+                    .clients
+                    .iter()
+                    .filter(|(_, s)| matches!(s, Sink::Remote(n) if !msg.up.contains(n)))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in &gone {
+                    self.remove(id);
+                }
+                if !gone.is_empty() {
+                    log::info!(
+                        "channel {}: forgot {} clients of nodes that are down or gone ({} left)",
+                        self.id,
+                        gone.len(),
+                        before - gone.len()
+                    );
+                }
+            } else if let (Some(owner), true) = (self.owner, came_back) {
+                // The owner dropped this node's clients while it counted as down.
+                self.readmit_locals(owner, ctx);
+            }
             return;
         }
         log::info!(
             "channel {}: sequenced by {}",
             self.id,
-            msg.0
+            msg.owner
                 .map_or("this node".to_string(), |n| format!("node {n}"))
         );
-        self.owner = msg.0;
+        self.owner = msg.owner;
+        self.generation += 1;
         // Remote clients re-join from their own nodes; round robin starts over.
         self.clients.retain(|_, s| matches!(s, Sink::Local(_)));
         self.queue = ClientQueue::default();
-        let locals: Vec<ClientId> = self.clients.keys().cloned().collect();
         match self.owner {
             None => {
+                let locals: Vec<ClientId> = self.clients.keys().cloned().collect();
                 for id in locals {
                     self.queue.join(id);
                 }
@@ -619,25 +788,7 @@ impl Handler<SetOwner> for Channel {
             }
             Some(owner) => {
                 self.update_count();
-                for id in locals {
-                    let join = Arc::clone(&self.peers).join(owner, self.id.clone(), id.clone());
-                    ctx.spawn(
-                        async move { join.await.map_err(|e| (id, e)) }
-                            .into_actor(self)
-                            .map(|res, act, _| {
-                                if let Err((id, e)) = res {
-                                    log::info!(
-                                        "channel {}: client {id} lost its seat: {e:?}",
-                                        act.id
-                                    );
-                                    if let Some(Sink::Local(outbox)) = act.clients.get(&id) {
-                                        outbox.close(CloseCause::Internal);
-                                    }
-                                    act.remove(&id);
-                                }
-                            }),
-                    );
-                }
+                self.readmit_locals(owner, ctx);
             }
         }
     }

@@ -14,13 +14,27 @@ use crate::model::{ClientId, Data, JoinRefused};
 /// The answer to a join at a remote owner; not `Send` (the HTTP client lives on one thread).
 pub type JoinFuture = Pin<Box<dyn Future<Output = Result<(), JoinRefused>>>>;
 
+/// Resolves once a record waiting for room on a full link is queued (`false`: it was lost).
+pub type SendFuture = Pin<Box<dyn Future<Output = bool>>>;
+
+/// What became of a record handed to another node.
+pub enum Sent {
+    Queued,
+    /// No route to that node (it left or is unknown): the record is lost, and counted.
+    Lost,
+    /// The link to that node is full: the record is queued once there is room. The channel
+    /// awaits this before its next message, so a slow peer slows the senders' sockets instead
+    /// of losing messages.
+    Later(SendFuture),
+}
+
 pub trait Peers: Send + Sync {
-    /// A local client's message, for the owner to sequence. False if it could not be queued.
-    fn publish(&self, owner: u64, channel: &str, from: ClientId, data: Data) -> bool;
+    /// A local client's message, for the owner to sequence.
+    fn publish(&self, owner: u64, channel: &str, from: ClientId, data: Data) -> Sent;
     /// A local client went away; the owner forgets it.
-    fn leave(&self, owner: u64, channel: &str, client: ClientId) -> bool;
+    fn leave(&self, owner: u64, channel: &str, client: ClientId) -> Sent;
     /// One encoded frame for clients of `node` (sent once per node, not per client).
-    fn deliver(&self, node: u64, channel: &str, to: Vec<ClientId>, frame: Bytes) -> bool;
+    fn deliver(&self, node: u64, channel: &str, to: Vec<ClientId>, frame: Bytes) -> Sent;
     /// Asks the owner to admit `client` (existence and the cluster-wide client limit).
     fn join(self: Arc<Self>, owner: u64, channel: String, client: ClientId) -> JoinFuture;
 }

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
-use super::channel::{Channel, ChannelIdle, ChannelStats, CloseChannel, SetOwner};
+use super::channel::{Channel, ChannelIdle, ChannelStats, CloseChannel, Topology};
 use super::peers::Peers;
 use crate::error::CloseCause;
 use crate::metrics;
-use crate::model::{ChannelRecord, DeleteCause, Member};
+use crate::model::{ChannelRecord, DeleteCause};
 
 /// What the REST API knows about a channel without asking its actor.
 #[derive(Debug)]
@@ -40,8 +40,12 @@ pub enum Mirror {
     Reset(Vec<String>),
     /// A snapshot: the full channel set replaces whatever was here.
     Install(Vec<ChannelRecord>),
-    /// The current members: they decide which node sequences each channel.
-    Members(Vec<Member>),
+    /// The members that are up (they decide which node sequences each channel) and this
+    /// node's id (it changes when the node rejoins as a new member).
+    Members {
+        me: u64,
+        up: BTreeSet<u64>,
+    },
 }
 
 #[derive(Message)]
@@ -74,7 +78,8 @@ pub struct Registry {
     arbiters: Vec<ArbiterHandle>,
     next_arbiter: usize,
     node_id: u64,
-    members: BTreeSet<u64>,
+    /// The members that are up: channels are owned by these.
+    members: Arc<BTreeSet<u64>>,
     peers: Arc<dyn Peers>,
     cluster: Option<Recipient<DeleteIdle>>,
     shutting_down: bool,
@@ -102,7 +107,7 @@ impl Registry {
             arbiters,
             next_arbiter: 0,
             node_id,
-            members: BTreeSet::new(),
+            members: Arc::default(),
             peers,
             cluster: None,
             shutting_down: false,
@@ -213,12 +218,17 @@ impl Handler<Mirror> for Registry {
                     self.create(record, ctx);
                 }
             }
-            Mirror::Members(members) => {
-                let ids: BTreeSet<u64> = members.iter().map(|m| m.id).collect();
-                if ids != self.members {
-                    self.members = ids;
+            Mirror::Members { me, up } => {
+                if up != *self.members || me != self.node_id {
+                    self.members = Arc::new(up);
+                    self.node_id = me;
+                    let me_up = self.members.contains(&me);
                     for (id, handle) in &self.channels {
-                        handle.addr.do_send(SetOwner(self.remote_owner(id)));
+                        handle.addr.do_send(Topology {
+                            owner: self.remote_owner(id),
+                            up: Arc::clone(&self.members),
+                            me_up,
+                        });
                     }
                 }
             }

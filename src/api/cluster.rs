@@ -54,7 +54,7 @@ pub async fn join(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         token: state.config.auth.then(|| state.config.auth_token.clone()),
         secret: state.config.cluster_secret.clone(),
     };
-    membership::join_via(&address, &access, &state.me, &state.cluster)
+    membership::join_via(&address, &access, &view.me, &state.cluster)
         .await
         .map_err(ApiError::JoinFailed)?;
     let view = state.cluster.send(GetView).await.map_err(mailbox)?;

@@ -4,6 +4,11 @@
 //! so `harness.rs` can run whole clusters of cores in a simulated network, and the actor in
 //! `node.rs` only moves `Output` to the network and the registry.
 //!
+//! The leader also runs the failure detector here (`detect_failures`): time is the core's tick
+//! count, what it hears is what `step` accepted, and its verdicts go through the log like any
+//! write — so every node moves a dead member's channels at the same point of the log, and the
+//! harness can test all of it with simulated time.
+//!
 //! The `Ready` handling follows the order raft-rs documents: read states, snapshot, entries,
 //! hard state, committed entries, advance, light-ready commit and entries, advance_apply.
 
@@ -13,6 +18,7 @@ use raft::prelude::{
     Message as RaftMessage, Snapshot,
 };
 use raft::{RawNode, SnapshotStatus, StateRole};
+use std::collections::HashMap;
 
 use super::state::{Applied, ClusterState, Command};
 use super::storage::WrsStorage;
@@ -28,6 +34,10 @@ pub struct CoreSettings {
     /// Applied entries between log compactions.
     pub snapshot_length: u64,
     pub max_channels: usize,
+    /// A member the leader has not heard from for this many ticks is marked down.
+    pub down_after_ticks: u64,
+    /// A member down for this many ticks is removed (`None` = never).
+    pub remove_after_ticks: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +75,11 @@ pub enum Change {
     Members,
     /// This member was removed: its links can go.
     Removed(u64),
+    /// The leader's failure detector committed a member's new state (`true` = down).
+    Marked {
+        id: u64,
+        down: bool,
+    },
 }
 
 /// What driving the core produced since the last `advance`.
@@ -91,7 +106,22 @@ pub struct Core {
     settings: CoreSettings,
     logger: slog::Logger,
     out: Output,
+    /// Ticks since this core was created: the failure detector's clock.
+    now: u64,
+    /// When each member was last heard from (a message `step` accepted), in ticks.
+    heard: HashMap<u64, u64>,
+    /// The tick this node last became leader: nobody counts as silent for longer than that.
+    leader_since: Option<u64>,
+    /// Up/down verdicts proposed and not yet applied, with the tick they were proposed at.
+    marking: HashMap<u64, u64>,
+    /// This node applied its own removal from the configuration.
+    removed: bool,
 }
+
+/// A down member whose messages arrived within this many heartbeats is up again.
+const UP_WITHIN_HEARTBEATS: u64 = 2;
+/// A verdict not applied this many ticks after its proposal is proposed again.
+const REMARK_AFTER_TICKS: u64 = 20;
 
 fn raft_config(id: u64, s: &CoreSettings) -> raft::Config {
     raft::Config {
@@ -135,6 +165,11 @@ impl Core {
             settings,
             logger,
             out: Output::default(),
+            now: 0,
+            heard: HashMap::new(),
+            leader_since: None,
+            marking: HashMap::new(),
+            removed: false,
         }
     }
 
@@ -179,12 +214,50 @@ impl Core {
         self.raw.raft.has_pending_conf()
     }
 
+    /// Ticks since `id` was last heard from (0 for this node; `None`: never, by this node).
+    pub fn heard_ago(&self, id: u64) -> Option<u64> {
+        if id == self.me.id {
+            return Some(0);
+        }
+        self.heard.get(&id).map(|t| self.now.saturating_sub(*t))
+    }
+
+    /// The members that own channels: voters that are up. A learner owns nothing until it
+    /// is promoted (it has not applied the channels yet); every node computes this at the
+    /// same point of the log, so all agree.
+    pub fn owners(&self) -> std::collections::BTreeSet<u64> {
+        let up = self.state.up_members();
+        let voters: std::collections::BTreeSet<u64> = up
+            .iter()
+            .copied()
+            .filter(|id| !self.conf_state.learners.contains(id))
+            .collect();
+        if voters.is_empty() {
+            up
+        } else {
+            voters
+        }
+    }
+
+    pub fn is_down(&self, id: u64) -> bool {
+        self.state.down.contains(&id)
+    }
+
+    /// Whether this node applied its own removal (it must rejoin as a new member).
+    pub fn removed(&self) -> bool {
+        self.removed
+    }
+
     fn reset(&mut self, storage: WrsStorage, state: ClusterState, applied: u64) {
         self.raw = raw_node(self.me.id, &self.settings, &storage, &self.logger);
         self.storage = storage;
         self.conf_state = self.raw.raft.prs().conf().to_conf_state();
         self.applied = applied;
         self.state = state;
+        self.heard.clear();
+        self.marking.clear();
+        self.leader_since = None;
+        self.removed = false;
         self.out.changes.push(Change::Installed);
     }
 
@@ -210,8 +283,88 @@ impl Core {
     }
 
     pub fn tick(&mut self) {
+        self.now += 1;
         self.raw.tick();
-        self.promote_learners();
+        if self.raw.raft.state == StateRole::Leader {
+            self.leader_since.get_or_insert(self.now);
+            self.promote_learners();
+            self.detect_failures();
+        } else {
+            self.leader_since = None;
+            self.marking.clear();
+        }
+    }
+
+    /// Leader duty, once per tick: mark members down that were silent for `down_after_ticks`,
+    /// up again those that answer, and remove those down for `remove_after_ticks`. Silence is
+    /// counted from this node's own election at the earliest, so a new leader first gives
+    /// everyone a full period (it cannot know what its predecessor heard).
+    fn detect_failures(&mut self) {
+        if !self.started {
+            return;
+        }
+        let Some(since) = self.leader_since else {
+            return;
+        };
+        let up_within = UP_WITHIN_HEARTBEATS * self.settings.heartbeat_ticks as u64 + 1;
+        let mut verdicts = Vec::new();
+        let mut removal = None;
+        for &id in self.state.members.keys() {
+            if id == self.me.id {
+                continue;
+            }
+            let heard = self.heard.get(&id).copied();
+            let last = heard.unwrap_or(since).max(since);
+            let silent = self.now.saturating_sub(last);
+            let down = self.state.down.contains(&id);
+            // Up again needs a message from it, not just a young leadership.
+            let answers = heard.is_some_and(|t| self.now.saturating_sub(t) < up_within);
+            if !down && silent >= self.settings.down_after_ticks {
+                verdicts.push(Command::MemberDown(id));
+            } else if down && answers {
+                verdicts.push(Command::MemberUp(id));
+            } else if down
+                && removal.is_none()
+                && self
+                    .settings
+                    .remove_after_ticks
+                    .is_some_and(|r| silent >= self.settings.down_after_ticks + r)
+            {
+                removal = Some(id);
+            }
+        }
+        for cmd in verdicts {
+            let (Command::MemberDown(id) | Command::MemberUp(id)) = cmd else {
+                continue;
+            };
+            let recent = self
+                .marking
+                .get(&id)
+                .is_some_and(|t| self.now.saturating_sub(*t) < REMARK_AFTER_TICKS);
+            if recent {
+                continue;
+            }
+            let verb = if matches!(cmd, Command::MemberDown(_)) {
+                "down"
+            } else {
+                "up"
+            };
+            match self.propose(&cmd) {
+                Ok(_) => {
+                    log::info!("cluster: marking node {id} {verb}");
+                    self.marking.insert(id, self.now);
+                }
+                Err(e) => log::debug!("cluster: marking node {id} {verb} failed: {e}"),
+            }
+        }
+        if let Some(id) = removal {
+            if !self.raw.raft.has_pending_conf() {
+                log::info!(
+                    "cluster: removing node {id}: down for longer than WRS_NODE_REMOVE_AFTER"
+                );
+                let _ = self.propose_change(ConfChangeType::RemoveNode, id, None);
+            }
+        }
     }
 
     /// One message from the peer link opened by node `link_from`, validated before raft-rs
@@ -225,6 +378,7 @@ impl Core {
             is_member: |id| self.raw.raft.prs().get(id).is_some(),
         };
         validate::check(&m, &known)?;
+        self.heard.insert(m.from, self.now);
         if let Err(e) = self.raw.step(m) {
             log::debug!("raft: step failed: {e}");
         }
@@ -442,6 +596,18 @@ impl Core {
                 cause: *cause,
             }),
             Applied::Reset(ids) => self.out.changes.push(Change::Reset(ids.clone())),
+            Applied::Marked { id, down } => {
+                self.marking.remove(id);
+                log::info!(
+                    "cluster: node {id} is {}",
+                    if *down { "down" } else { "up again" }
+                );
+                self.out.changes.push(Change::Marked {
+                    id: *id,
+                    down: *down,
+                });
+                self.out.changes.push(Change::Members);
+            }
             _ => {}
         }
         self.result(&entry.context, Ok(applied));
@@ -466,6 +632,8 @@ impl Core {
                         continue;
                     };
                     if member.id == change.node_id {
+                        // A new member gets a full period before it can count as silent.
+                        self.heard.entry(member.id).or_insert(self.now);
                         let voter = change.get_change_type() == ConfChangeType::AddNode;
                         log::info!(
                             "cluster: node {} ({}) is now a {}",
@@ -479,10 +647,13 @@ impl Core {
                 ConfChangeType::RemoveNode => {
                     let id = change.node_id;
                     log::info!("cluster: node {id} removed");
-                    self.state.members.remove(&id);
+                    self.state.remove_member(id);
+                    self.heard.remove(&id);
+                    self.marking.remove(&id);
                     self.out.changes.push(Change::Removed(id));
                     if id == self.me.id {
                         log::warn!("cluster: this node was removed from the cluster");
+                        self.removed = true;
                     }
                 }
             }

@@ -29,6 +29,8 @@ fn settings(snapshot_length: u64) -> CoreSettings {
         max_election_ticks: 20,
         snapshot_length,
         max_channels: 1000,
+        down_after_ticks: 30,
+        remove_after_ticks: None,
     }
 }
 
@@ -55,33 +57,39 @@ struct Net {
     results: BTreeMap<(u64, u64), Result<Applied, ProposeError>>,
     /// Messages the receiving core refused, with why.
     rejected: Vec<(u64, Rejected)>,
+    settings: CoreSettings,
 }
 
 impl Net {
     /// Node 1 bootstraps; nodes 2..=n are added one at a time, each as a learner the leader
     /// promotes once it has caught up.
     fn cluster(n: u64, snapshot_length: u64) -> Net {
+        Net::cluster_with(n, settings(snapshot_length))
+    }
+
+    fn cluster_with(n: u64, settings: CoreSettings) -> Net {
         let mut net = Net {
             cores: BTreeMap::new(),
             queue: VecDeque::new(),
             cut: BTreeSet::new(),
             results: BTreeMap::new(),
             rejected: Vec::new(),
+            settings,
         };
-        net.spawn(1, snapshot_length);
+        net.spawn(1);
         net.core(1).bootstrap().expect("bootstrap");
         net.settle();
         assert_eq!(net.leader(), Some(1));
         for id in 2..=n {
-            net.add(id, snapshot_length);
+            net.add(id);
         }
         net
     }
 
-    fn spawn(&mut self, id: u64, snapshot_length: u64) {
+    fn spawn(&mut self, id: u64) {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         self.cores
-            .insert(id, Core::new(member(id), settings(snapshot_length), logger));
+            .insert(id, Core::new(member(id), self.settings.clone(), logger));
     }
 
     fn core(&mut self, id: u64) -> &mut Core {
@@ -89,8 +97,8 @@ impl Net {
     }
 
     /// Adds node `id` through the leader and ticks until it is a voter everywhere.
-    fn add(&mut self, id: u64, snapshot_length: u64) {
-        self.spawn(id, snapshot_length);
+    fn add(&mut self, id: u64) {
+        self.spawn(id);
         let leader = self.leader().expect("a leader to add through");
         let m = member(id);
         self.core(leader)
@@ -262,8 +270,8 @@ fn losing_the_leader_elects_another_that_takes_writes_and_the_old_one_follows_on
 #[test]
 fn membership_changes_one_at_a_time_and_a_second_one_meanwhile_is_refused() {
     let mut net = Net::cluster(2, 1000);
-    net.spawn(3, 1000);
-    net.spawn(4, 1000);
+    net.spawn(3);
+    net.spawn(4);
     let leader = net.leader().expect("a leader");
     let first = net
         .core(leader)
@@ -295,7 +303,7 @@ fn a_learner_is_promoted_to_voter_once_it_has_caught_up() {
     for i in 0..20 {
         net.propose(1, &create(&format!("c{i}")));
     }
-    net.spawn(3, 1000);
+    net.spawn(3);
     net.core(1)
         .propose_change(ConfChangeType::AddLearnerNode, 3, Some(&member(3)))
         .expect("add learner");
@@ -313,7 +321,7 @@ fn a_node_added_after_compaction_catches_up_from_a_snapshot() {
     for i in 0..30 {
         net.propose(1, &create(&format!("c{i}")));
     }
-    net.add(3, 5);
+    net.add(3);
     assert_eq!(
         net.channels(3).len(),
         30,
@@ -413,5 +421,197 @@ fn a_minority_partition_cannot_commit_and_the_majority_can() {
     }
     if let Some(seq) = lost {
         assert!(!matches!(net.results.get(&(leader, seq)), Some(Ok(_))));
+    }
+}
+
+/// Harness settings with the failure detector's timing: down after 30 silent ticks (15
+/// heartbeats), removed `remove_after` ticks later.
+fn detector(remove_after: Option<u64>) -> CoreSettings {
+    CoreSettings {
+        down_after_ticks: 30,
+        remove_after_ticks: remove_after,
+        ..settings(1000)
+    }
+}
+
+impl Net {
+    /// Ticks one at a time until `done` holds; the number of ticks it took, if within `limit`.
+    fn ticks_until(&mut self, limit: usize, done: impl Fn(&Net) -> bool) -> Option<usize> {
+        for n in 0..=limit {
+            if done(self) {
+                return Some(n);
+            }
+            self.tick();
+        }
+        None
+    }
+
+    fn down_everywhere(&self, nodes: &[u64], victim: u64) -> bool {
+        nodes.iter().all(|id| self.cores[id].is_down(victim))
+    }
+
+    fn cut_between(&mut self, a: &[u64], b: &[u64]) {
+        for &x in a {
+            for &y in b {
+                self.cut.insert((x, y));
+                self.cut.insert((y, x));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_silent_member_is_marked_down_through_the_log_after_down_after_and_up_when_it_answers() {
+    let mut net = Net::cluster_with(3, detector(None));
+    let leader = net.leader().expect("a leader");
+    let victim = (1..=3).find(|id| *id != leader).expect("a follower");
+    let survivors: Vec<u64> = (1..=3).filter(|id| *id != victim).collect();
+    net.isolate(victim);
+    let took = net
+        .ticks_until(100, |net| net.down_everywhere(&survivors, victim))
+        .expect("the silent member was never marked down");
+    assert!((30..=33).contains(&took), "marked down after {took} ticks");
+    for id in &survivors {
+        let up = net.cores[id].state().up_members();
+        assert!(!up.contains(&victim), "node {id} still counts it: {up:?}");
+        assert!(net.cores[id].state().members.contains_key(&victim));
+    }
+    // A write still commits with two of three.
+    assert!(matches!(
+        net.propose(leader, &create("meanwhile")),
+        Some(Ok(Applied::Created(_)))
+    ));
+    net.heal();
+    let back = net.ticks_until(20, |net| (1..=3).all(|id| !net.cores[&id].is_down(victim)));
+    assert!(back.is_some(), "the member answered but stayed down");
+    assert!(net.channels(victim).contains("meanwhile"));
+}
+
+#[test]
+fn a_member_down_past_remove_after_is_removed_and_its_messages_are_refused_afterwards() {
+    let mut net = Net::cluster_with(3, detector(Some(40)));
+    let leader = net.leader().expect("a leader");
+    let victim = (1..=3).find(|id| *id != leader).expect("a follower");
+    let survivors: Vec<u64> = (1..=3).filter(|id| *id != victim).collect();
+    net.isolate(victim);
+    let gone = |net: &Net| {
+        survivors
+            .iter()
+            .all(|id| !net.cores[id].state().members.contains_key(&victim))
+    };
+    let took = net
+        .ticks_until(200, gone)
+        .expect("the down member was never removed");
+    assert!((70..=75).contains(&took), "removed after {took} ticks");
+    for id in &survivors {
+        assert!(
+            !net.cores[id].knows(victim),
+            "node {id} still has it in its configuration"
+        );
+        assert!(
+            !net.cores[id].is_down(victim),
+            "a removed member is not 'down' either"
+        );
+    }
+    // The two left are a full cluster: a write commits on both.
+    assert!(matches!(
+        net.propose(leader, &create("after")),
+        Some(Ok(Applied::Created(_)))
+    ));
+    // The removed node never heard of its removal; what it sends now is refused before raft.
+    assert!(!net.cores[&victim].removed());
+    net.rejected.clear();
+    net.heal();
+    net.tick_until(40, |_| false);
+    assert!(
+        net.rejected
+            .iter()
+            .any(|(to, why)| survivors.contains(to) && *why == Rejected::UnknownSender),
+        "{:?}",
+        net.rejected
+    );
+    assert!(!net.channels(victim).contains("after"));
+}
+
+#[test]
+fn a_member_that_applies_its_own_removal_knows_it_was_removed() {
+    let mut net = Net::cluster(3, 1000);
+    let leader = net.leader().expect("a leader");
+    let victim = (1..=3).find(|id| *id != leader).expect("a follower");
+    net.core(leader)
+        .propose_change(ConfChangeType::RemoveNode, victim, None)
+        .expect("remove");
+    net.settle();
+    net.tick_until(5, |_| false);
+    assert!(net.cores[&victim].removed());
+    assert!(!net.cores[&leader].removed());
+}
+
+#[test]
+fn a_new_leader_gives_every_member_a_full_period_before_marking_it_down() {
+    let mut net = Net::cluster_with(5, detector(None));
+    let old = net.leader().expect("a leader");
+    let silent = (1..=5).find(|id| *id != old).expect("a follower");
+    net.isolate(silent);
+    net.tick_until(20, |_| false);
+    assert!(!net.cores[&old].is_down(silent), "too early");
+    // The leader goes too; the three left elect a new one, which cannot know how long
+    // `silent` has been quiet.
+    net.isolate(old);
+    let rest: Vec<u64> = (1..=5).filter(|id| *id != old && *id != silent).collect();
+    let elected = net
+        .ticks_until(200, |net| {
+            rest.iter()
+                .any(|id| net.cores[id].role() == StateRole::Leader)
+        })
+        .expect("no new leader");
+    let marked = net
+        .ticks_until(200, |net| {
+            net.down_everywhere(&rest, silent) && net.down_everywhere(&rest, old)
+        })
+        .expect("never marked down");
+    assert!(
+        marked >= 29,
+        "marked {marked} ticks after the election ({elected} ticks to elect)"
+    );
+}
+
+#[test]
+fn in_a_three_two_partition_only_the_majority_marks_and_removes_and_the_minority_commits_nothing() {
+    let mut net = Net::cluster_with(5, detector(Some(40)));
+    let leader = net.leader().expect("a leader");
+    // The old leader and one follower on the small side.
+    let buddy = (1..=5).find(|id| *id != leader).expect("a follower");
+    let minority = vec![leader, buddy];
+    let majority: Vec<u64> = (1..=5).filter(|id| !minority.contains(id)).collect();
+    net.cut_between(&minority, &majority);
+    let removed = net.ticks_until(400, |net| {
+        majority.iter().all(|id| {
+            let m = &net.cores[id].state().members;
+            m.len() == 3 && !m.contains_key(&leader) && !m.contains_key(&buddy)
+        })
+    });
+    assert!(removed.is_some(), "the majority did not remove both");
+    let new_leader = majority
+        .iter()
+        .copied()
+        .find(|id| net.cores[id].role() == StateRole::Leader)
+        .expect("the majority has a leader");
+    assert!(matches!(
+        net.propose(new_leader, &create("three")),
+        Some(Ok(Applied::Created(_)))
+    ));
+    for id in &minority {
+        let core = &net.cores[id];
+        assert_ne!(core.role(), StateRole::Leader, "node {id} still leads");
+        assert!(
+            core.state().down.is_empty(),
+            "node {id} committed a verdict"
+        );
+        assert_eq!(
+            core.state().members.len(),
+            5,
+            "node {id} committed a removal"
+        );
     }
 }

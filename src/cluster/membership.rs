@@ -1,6 +1,8 @@
 //! Membership: find or start a cluster at boot (`WRS_JOIN`, DNS names expand to all their
-//! addresses), join the cluster of a member given by its API address, and leave on shutdown.
-//! Exactly one node of a `WRS_JOIN` list may start a cluster, so simultaneous starts form one.
+//! addresses), join the cluster of a member given by its API address, leave on shutdown, and
+//! notice when this node was removed while it could not hear (`watch`) — then rejoin as a new
+//! member, with no operator. Exactly one node of a `WRS_JOIN` list may start a cluster, so
+//! simultaneous starts form one; a node that rejoins never starts one.
 
 use std::collections::BTreeSet;
 use std::net::ToSocketAddrs;
@@ -9,7 +11,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use serde::Deserialize;
 
-use super::node::{Bootstrap, GetView, RaftNode, RemoveMember, ResetToJoin};
+use super::node::{Bootstrap, GetView, RaftNode, Rejoin, RemoveMember, ResetToJoin};
 use super::peer::client::{self, RequestError};
 use super::peer::proof;
 use crate::model::ClusterBody;
@@ -41,8 +43,8 @@ pub struct ApiAccess {
     pub secret: Option<String>,
 }
 
-/// What a member's `GET /cluster` says: (its node id, the leader's peer address if any).
-async fn probe(api: &str, access: &ApiAccess) -> Result<(u64, Option<String>), String> {
+/// What a member's `GET /cluster` says.
+async fn probe(api: &str, access: &ApiAccess) -> Result<ClusterBody, String> {
     let client = insecure_client();
     let url = format!("{}://{api}/cluster", access.scheme);
     let get = |token: Option<&str>, challenge: Option<&str>| {
@@ -95,8 +97,7 @@ async fn probe(api: &str, access: &ApiAccess) -> Result<(u64, Option<String>), S
         .limit(1 << 20)
         .await
         .map_err(|e| format!("{api}: not a wrs node ({e})"))?;
-    let leader_peer = body.data.leader_peer().map(str::to_owned);
-    Ok((body.data.id, leader_peer))
+    Ok(body.data)
 }
 
 /// `GET /cluster`'s body.
@@ -145,7 +146,7 @@ async fn wait_until_member(node: &Addr<RaftNode>, me: u64, within: Duration) -> 
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if let Ok(view) = node.send(GetView).await {
-            if view.leader.is_some() && view.nodes.iter().any(|(m, _)| m.id == me) {
+            if view.leader.is_some() && view.nodes.iter().any(|n| n.member.id == me) {
                 return true;
             }
         }
@@ -162,7 +163,8 @@ pub async fn join_via(
     me: &Member,
     node: &Addr<RaftNode>,
 ) -> Result<(), String> {
-    let (id, leader_peer) = probe(api, access).await?;
+    let body = probe(api, access).await?;
+    let (id, leader_peer) = (body.id, body.leader_peer().map(str::to_owned));
     if id == me.id {
         return Err(format!("{api} is this node"));
     }
@@ -183,42 +185,61 @@ pub async fn join_via(
     result
 }
 
+/// Where and how this node finds its cluster: `WRS_JOIN`, the access to other members' API,
+/// and the addresses that are this node itself.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    pub join: Vec<String>,
+    pub access: ApiAccess,
+    pub own_addrs: BTreeSet<String>,
+}
+
 /// At start: join an existing cluster from `WRS_JOIN`, or start one if this node is the
-/// designated first node (the smallest address of the list, this node included).
+/// designated first node (the smallest address of the list, this node included). Returns the
+/// addresses found to be this node. With `may_bootstrap` false (a removed node rejoining) it
+/// only ever joins: a second cluster must never grow out of a node that lost its seat.
 pub async fn discover(
-    join: Vec<String>,
-    access: ApiAccess,
+    d: &Discovery,
     me: Member,
-    own_addrs: BTreeSet<String>,
-    node: Addr<RaftNode>,
-) {
+    node: &Addr<RaftNode>,
+    may_bootstrap: bool,
+) -> BTreeSet<String> {
+    let (join, access) = (&d.join, &d.access);
     if join.is_empty() {
         node.do_send(Bootstrap);
-        return;
+        return d.own_addrs.clone();
     }
     let started = Instant::now();
     let mut attempt = 0u32;
-    let mut own_addrs = own_addrs;
+    let mut own_addrs = d.own_addrs.clone();
     loop {
         attempt += 1;
-        let listed = resolve(&join);
+        let listed = resolve(join);
         let others: Vec<&String> = listed.iter().filter(|a| !own_addrs.contains(*a)).collect();
         let mut reachable: BTreeSet<String> = own_addrs.clone();
+        // A cluster with a leader answered: join it, whatever the join just answered (a
+        // restarted node's first try is refused while its old id is retired). Starting a
+        // cluster now would split the service in two.
+        let mut saw_leader = false;
         for addr in &others {
-            match probe(addr, &access).await {
+            let answer = probe(addr, access)
+                .await
+                .map(|b| (b.id, b.leader_peer().map(str::to_owned)));
+            match answer {
                 Ok((id, _)) if id == me.id => {
                     // This address is this node under another name (e.g. its pod IP).
                     own_addrs.insert((*addr).clone());
                     reachable.insert((*addr).clone());
                 }
                 Ok((_, Some(leader_peer))) => {
-                    let _ = node.send(ResetToJoin).await;
+                    saw_leader = true;
+                    if may_bootstrap {
+                        let _ = node.send(ResetToJoin).await;
+                    }
                     match request_join(&leader_peer, &me, access.secret.as_deref()).await {
-                        Ok(())
-                            if wait_until_member(&node, me.id, Duration::from_secs(10)).await =>
-                        {
+                        Ok(()) if wait_until_member(node, me.id, Duration::from_secs(10)).await => {
                             log::info!("cluster: joined through {addr}");
-                            return;
+                            return own_addrs;
                         }
                         Ok(()) => log::warn!("cluster: join through {addr} did not complete"),
                         Err(e) => log::info!("cluster: join through {addr} failed: {e}"),
@@ -236,14 +257,14 @@ pub async fn discover(
         let fallback = started.elapsed() > DESIGNATED_GRACE
             && first_reachable.is_some_and(|d| own_addrs.contains(d))
             && designated.is_some_and(|d| !reachable.contains(d));
-        if me_first || fallback {
+        if may_bootstrap && !saw_leader && (me_first || fallback) {
             if fallback {
                 log::warn!(
                     "cluster: the designated first node is unreachable; starting the cluster here"
                 );
             }
             node.do_send(Bootstrap);
-            return;
+            return own_addrs;
         }
         if attempt == 1 || attempt.is_multiple_of(20) {
             log::info!("cluster: waiting for a cluster among {join:?}");
@@ -252,15 +273,102 @@ pub async fn discover(
     }
 }
 
+/// How often `watch` looks at this node's view.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// Runs for the node's life (with `WRS_JOIN` set): when this node applied its own removal, or
+/// has heard from no leader for `down_after` and the cluster's leader — asked through
+/// `WRS_JOIN` — no longer lists it, it takes a new id and joins again. That is how a node that
+/// was stopped or cut off past `WRS_NODE_REMOVE_AFTER` comes back by itself.
+pub async fn watch(d: Discovery, node: Addr<RaftNode>, down_after: Duration) {
+    if d.join.is_empty() {
+        return;
+    }
+    let mut d = d;
+    let mut lonely_since: Option<Instant> = None;
+    loop {
+        actix_rt::time::sleep(WATCH_EVERY).await;
+        let Ok(view) = node.send(GetView).await else {
+            return;
+        };
+        let removed = if view.removed {
+            true
+        } else if has_fresh_leader(&view, down_after) {
+            lonely_since = None;
+            false
+        } else {
+            let since = *lonely_since.get_or_insert_with(Instant::now);
+            since.elapsed() >= down_after && !counted_by_leader(&d, view.id).await
+        };
+        if removed {
+            let me = match node.send(Rejoin).await {
+                Ok(me) => me,
+                Err(_) => return,
+            };
+            d.own_addrs = discover(&d, me, &node, false).await;
+            lonely_since = None;
+        }
+    }
+}
+
+/// Whether this node hears from a leader (itself, or one it heard from within `down_after`).
+fn has_fresh_leader(view: &super::node::ClusterView, down_after: Duration) -> bool {
+    let Some(leader) = view.leader else {
+        return false;
+    };
+    leader == view.id
+        || view.nodes.iter().any(|n| {
+            n.member.id == leader
+                && n.heard_ago_ms
+                    .is_some_and(|ms| u128::from(ms) < down_after.as_millis())
+        })
+}
+
+/// Asks the `WRS_JOIN` addresses for the cluster's leader and whether it still lists `me`.
+/// True (keep waiting) unless a leader answered and does not list this node.
+async fn counted_by_leader(d: &Discovery, me: u64) -> bool {
+    for addr in resolve(&d.join).difference(&d.own_addrs) {
+        let Ok(body) = probe(addr, &d.access).await else {
+            continue;
+        };
+        let Some(leader) = body.leader else { continue };
+        if body.id == me {
+            continue;
+        }
+        // The leader's own list is the newest; fall back to this member's.
+        let leader_api = body
+            .nodes
+            .iter()
+            .find(|n| n.id == leader)
+            .map(|n| n.address.clone());
+        let authority = match leader_api {
+            Some(api) if api != *addr => probe(&api, &d.access).await.unwrap_or(body),
+            _ => body,
+        };
+        if authority.leader.is_none() {
+            continue;
+        }
+        let listed = authority.nodes.iter().any(|n| n.id == me);
+        if !listed {
+            log::warn!(
+                "cluster: the leader (node {}) no longer lists this node {me}: it was removed",
+                authority.leader.unwrap_or(leader)
+            );
+        }
+        return listed;
+    }
+    true
+}
+
 /// On shutdown: leave the cluster if others remain, so they need not wait for this node.
-pub async fn leave(node: &Addr<RaftNode>, me: u64, within: Duration) {
+pub async fn leave(node: &Addr<RaftNode>, within: Duration) {
     let Ok(view) = node.send(GetView).await else {
         return;
     };
     if view.nodes.len() <= 1 || view.leader.is_none() {
         return;
     }
-    match actix_rt::time::timeout(within, node.send(RemoveMember(me))).await {
+    match actix_rt::time::timeout(within, node.send(RemoveMember(view.id))).await {
         Ok(Ok(Ok(()))) => log::info!("cluster: left the cluster"),
         _ => log::warn!("cluster: could not leave the cluster cleanly"),
     }

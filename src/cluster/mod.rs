@@ -42,11 +42,13 @@ pub fn view_body(view: &ClusterView) -> ClusterBody {
         nodes: view
             .nodes
             .iter()
-            .map(|(m, role)| NodeBody {
-                id: m.id,
-                address: m.api.clone(),
-                peer: m.peer.clone(),
-                role: (*role).to_owned(),
+            .map(|n| NodeBody {
+                id: n.member.id,
+                address: n.member.api.clone(),
+                peer: n.member.peer.clone(),
+                role: n.role.to_owned(),
+                state: if n.down { "down" } else { "up" }.to_owned(),
+                last_heard_ms: n.heard_ago_ms,
             })
             .collect(),
     }

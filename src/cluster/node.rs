@@ -1,7 +1,8 @@
 //! The Raft node actor: the `Core` (consensus and the replicated state, pure) wired to the
 //! world — ticks from a timer, messages from peer links, proposals from the API. It moves each
 //! `Output` of the core to the network (one link per peer), to the waiting callers and into the
-//! local `Registry`, and keeps the metrics.
+//! local `Registry`, and keeps the metrics. When this node must rejoin as a new member
+//! (`Rejoin`), it takes a new id here and everything that names it follows.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use tokio::sync::oneshot;
 
 pub use super::core::ProposeError;
 use super::core::{Change, Core, CoreSettings, Output};
-use super::peer::client::{Link, LinkReport, Purpose};
+use super::peer::client::{Link, LinkReport, LinkSettings, Purpose};
 use super::peer::wire::Frame;
 use super::relay::Relay;
 use super::state::{Applied, Command};
@@ -41,6 +42,8 @@ pub struct RaftSettings {
     pub core: CoreSettings,
     pub propose_timeout: Duration,
     pub cluster_secret: Option<String>,
+    /// `WRS_NODE_DOWN_AFTER`: also how long a peer link may make no progress before it is cut.
+    pub down_after: Duration,
 }
 
 /// What `GET /cluster` shows.
@@ -51,8 +54,21 @@ pub struct ClusterView {
     pub term: u64,
     pub commit: u64,
     pub applied: u64,
-    pub nodes: Vec<(Member, &'static str)>,
+    pub nodes: Vec<NodeView>,
     pub me: Member,
+    /// This node applied its own removal: it must rejoin as a new member.
+    pub removed: bool,
+}
+
+/// One member as this node sees it.
+#[derive(Debug, Clone)]
+pub struct NodeView {
+    pub member: Member,
+    pub role: &'static str,
+    /// Marked down by the leader's failure detector (committed).
+    pub down: bool,
+    /// Milliseconds since this node last heard from it (`None`: never).
+    pub heard_ago_ms: Option<u64>,
 }
 
 #[derive(Message)]
@@ -89,6 +105,13 @@ pub struct ResetToJoin;
 #[derive(Message)]
 #[rtype(result = "ClusterView")]
 pub struct GetView;
+
+/// This node was removed from its cluster: take a new id and wait, not started, to be added
+/// again (the channels stay in the registry until the cluster's state arrives). Answers the
+/// new identity.
+#[derive(Message)]
+#[rtype(result = "Member")]
+pub struct Rejoin;
 
 /// Resolves once this node has applied everything the cluster had committed when it was asked
 /// (a Raft ReadIndex): a channel created through another node is then visible here.
@@ -160,11 +183,22 @@ impl RaftNode {
         self.mirror_members();
     }
 
-    /// Members decide which node owns each channel and where the relay's links go.
+    /// Members decide where the relay's links go; the members that are up decide which node
+    /// owns each channel.
     fn mirror_members(&self) {
         let members: Vec<Member> = self.core.state().members.values().cloned().collect();
         self.relay.set_members(&members);
-        self.registry.do_send(Mirror::Members(members));
+        let down = self.core.state().down.len();
+        metrics::CLUSTER_MEMBERS
+            .with_label_values(&["up"])
+            .set((members.len() - down.min(members.len())) as i64);
+        metrics::CLUSTER_MEMBERS
+            .with_label_values(&["down"])
+            .set(down as i64);
+        self.registry.do_send(Mirror::Members {
+            me: self.me.id,
+            up: self.core.owners(),
+        });
     }
 
     fn peer_addr(&self, id: u64) -> Option<String> {
@@ -203,9 +237,12 @@ impl RaftNode {
                     &self.me,
                     to,
                     addr,
-                    self.settings.cluster_secret.clone(),
-                    RAFT_LINK_FRAMES,
-                    RAFT_LINK_BYTES,
+                    LinkSettings {
+                        secret: self.settings.cluster_secret.clone(),
+                        frames: RAFT_LINK_FRAMES,
+                        bytes: RAFT_LINK_BYTES,
+                        stall: self.settings.down_after,
+                    },
                     Purpose::Raft(myself.recipient()),
                 );
                 self.peers.insert(to, link);
@@ -255,6 +292,13 @@ impl RaftNode {
                 Change::Members => self.mirror_members(),
                 Change::Removed(id) => {
                     self.peers.remove(&id);
+                    self.heartbeat_sent.remove(&id);
+                    metrics::CLUSTER_REMOVALS.inc();
+                }
+                Change::Marked { down, .. } => {
+                    if down {
+                        metrics::CLUSTER_FAILOVERS.inc();
+                    }
                 }
             }
         }
@@ -554,6 +598,7 @@ impl Handler<GetView> for RaftNode {
 
     fn handle(&mut self, _: GetView, _: &mut Context<Self>) -> Self::Result {
         let leader = self.core.leader();
+        let tick_ms = self.settings.tick.as_millis() as u64;
         let nodes = self
             .core
             .state()
@@ -569,7 +614,12 @@ impl Handler<GetView> for RaftNode {
                 } else {
                     "follower"
                 };
-                (m.clone(), role)
+                NodeView {
+                    member: m.clone(),
+                    role,
+                    down: self.core.is_down(m.id),
+                    heard_ago_ms: self.core.heard_ago(m.id).map(|t| t * tick_ms),
+                }
             })
             .collect();
         MessageResult(ClusterView {
@@ -580,7 +630,34 @@ impl Handler<GetView> for RaftNode {
             applied: self.core.applied(),
             nodes,
             me: self.me.clone(),
+            removed: self.core.removed(),
         })
+    }
+}
+
+impl Handler<Rejoin> for RaftNode {
+    type Result = MessageResult<Rejoin>;
+
+    fn handle(&mut self, _: Rejoin, _: &mut Context<Self>) -> Self::Result {
+        let old = self.me.id;
+        // A new id, never the old one: the old one's votes and log are gone with its state,
+        // and Raft must not meet a member that forgot what it promised.
+        self.me.id = super::random_node_id();
+        log::info!(
+            "cluster: node {old} was removed; rejoining as node {}",
+            self.me.id
+        );
+        self.core = Core::new(self.me.clone(), self.settings.core.clone(), logger());
+        self.drop_waiters();
+        self.reads.clear();
+        self.reads_confirmed.clear();
+        self.peers.clear();
+        self.learned.clear();
+        self.heartbeat_sent.clear();
+        self.relay.set_me(self.me.clone());
+        metrics::CLUSTER_REJOINS.inc();
+        self.update_metrics();
+        MessageResult(self.me.clone())
     }
 }
 

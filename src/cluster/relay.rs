@@ -2,7 +2,8 @@
 //! node's `Peers` implementation. Each channel has one owner node that sequences it; other
 //! nodes forward their clients' messages and leaves to the owner over a peer link, and the
 //! owner sends back one encoded frame per node for their clients. Joins and live numbers are
-//! request/response.
+//! request/response. A full link makes its sender wait (`Sent::Later`); records are lost
+//! only when a peer cannot be reached at all, and every loss is counted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -10,21 +11,25 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::peer::client::{self, Link, Purpose, RequestError};
+use super::peer::client::{self, Link, LinkSettings, Purpose, RequestError};
 use super::peer::wire::{Frame, JoinChannel, LiveQuery};
-use crate::actors::peers::{JoinFuture, Peers};
+use crate::actors::peers::{JoinFuture, Peers, Sent};
+use crate::metrics;
 use crate::model::{ClientId, Data, JoinRefused, Live, Member};
 
-/// Frames waiting for one peer beyond this are dropped (and counted) rather than queued.
+/// Frames one relay link queues at most (senders wait beyond it).
 const LINK_CAPACITY: usize = 1 << 16;
-/// Bytes one relay link queues at most: a peer that stops reading pins no more than this.
+/// Bytes one relay link queues at most: a peer that stops reading pins no more than this, and
+/// senders wait beyond it.
 const LINK_MAX_BYTES: usize = 64 << 20;
 
 /// This node's view of where peers are and its open relay links to them. Shared by every
 /// channel.
 pub struct Relay {
-    me: Member,
+    me: RwLock<Member>,
     secret: Option<String>,
+    /// `WRS_NODE_DOWN_AFTER`: a link that makes no progress this long is cut.
+    stall: Duration,
     /// The thread that runs the links.
     arbiter: actix::ArbiterHandle,
     peers: RwLock<HashMap<u64, String>>,
@@ -32,14 +37,30 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(me: Member, secret: Option<String>, arbiter: actix::ArbiterHandle) -> Arc<Relay> {
+    pub fn new(
+        me: Member,
+        secret: Option<String>,
+        stall: Duration,
+        arbiter: actix::ArbiterHandle,
+    ) -> Arc<Relay> {
         Arc::new(Relay {
-            me,
+            me: RwLock::new(me),
             secret,
+            stall,
             arbiter,
             peers: RwLock::default(),
             links: Mutex::default(),
         })
+    }
+
+    fn me(&self) -> Member {
+        self.me.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// This node rejoins under a new id: every link, opened under the old one, goes.
+    pub fn set_me(&self, me: Member) {
+        *self.me.write().unwrap_or_else(|e| e.into_inner()) = me;
+        self.links.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// The committed members: where links go. Links to departed members close.
@@ -58,36 +79,48 @@ impl Relay {
             .cloned()
     }
 
-    /// Queues a frame for `node`, opening the link if needed. False if it had to be dropped.
-    fn send(&self, node: u64, frame: &Frame) -> bool {
+    /// Queues a frame for `node`, opening the link if needed; a full link answers `Later`.
+    fn send(&self, node: u64, frame: &Frame) -> Sent {
         let bytes = frame.encode();
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(link) = links.get(&node).filter(|l| !l.is_closed()) {
-            if !link.send(bytes, false) {
-                log::warn!("relay: link to node {node} is full; dropping a record");
-                return false;
-            }
-            return true;
+        let open = links.get(&node).is_some_and(|l| !l.is_closed());
+        if !open {
+            let Some(addr) = self.peer(node) else {
+                log::debug!("relay: no address for node {node}; a record is lost");
+                metrics::RELAY_LOST.inc();
+                return Sent::Lost;
+            };
+            // Links run on the relay's own thread, away from the channels' arbiters.
+            let settings = LinkSettings {
+                secret: self.secret.clone(),
+                frames: LINK_CAPACITY,
+                bytes: LINK_MAX_BYTES,
+                stall: self.stall,
+            };
+            let link = Link::open(
+                &self.arbiter,
+                &self.me(),
+                node,
+                addr,
+                settings,
+                Purpose::Relay,
+            );
+            links.insert(node, link);
         }
-        let Some(addr) = self.peer(node) else {
-            log::debug!("relay: no address for node {node}");
-            return false;
+        let Some(link) = links.get(&node) else {
+            return Sent::Lost;
         };
-        // Links run on the relay's own thread, away from the channels' arbiters.
-        let secret = self.secret.clone();
-        let link = Link::open(
-            &self.arbiter,
-            &self.me,
-            node,
-            addr,
-            secret,
-            LINK_CAPACITY,
-            LINK_MAX_BYTES,
-            Purpose::Relay,
-        );
-        let queued = link.send(bytes, false);
-        links.insert(node, link);
-        queued
+        if link.send(bytes.clone(), false) {
+            return Sent::Queued;
+        }
+        let later = link.send_later(bytes);
+        Sent::Later(Box::pin(async move {
+            let queued = later.await;
+            if !queued {
+                metrics::RELAY_LOST.inc();
+            }
+            queued
+        }))
     }
 
     /// Asks the owner `node` to admit `client` to `channel` (client limit, existence).
@@ -96,7 +129,7 @@ impl Relay {
         let body = JoinChannel {
             channel: channel.to_owned(),
             client: client.to_owned(),
-            node: self.me.id,
+            node: self.me().id,
         };
         let secret = self.secret.as_deref();
         let answer: Result<serde_json::Value, _> =
@@ -135,7 +168,7 @@ impl Relay {
 }
 
 impl Peers for Relay {
-    fn publish(&self, owner: u64, channel: &str, from: ClientId, data: Data) -> bool {
+    fn publish(&self, owner: u64, channel: &str, from: ClientId, data: Data) -> Sent {
         let (text, payload) = match data {
             Data::Text(t) => (true, t.into_bytes()),
             Data::Binary(b) => (false, b),
@@ -149,7 +182,7 @@ impl Peers for Relay {
         self.send(owner, &frame)
     }
 
-    fn leave(&self, owner: u64, channel: &str, client: ClientId) -> bool {
+    fn leave(&self, owner: u64, channel: &str, client: ClientId) -> Sent {
         let frame = Frame::Leave {
             channel: channel.to_owned(),
             client: client.to_string(),
@@ -157,7 +190,7 @@ impl Peers for Relay {
         self.send(owner, &frame)
     }
 
-    fn deliver(&self, node: u64, channel: &str, to: Vec<ClientId>, frame: Bytes) -> bool {
+    fn deliver(&self, node: u64, channel: &str, to: Vec<ClientId>, frame: Bytes) -> Sent {
         let frame = Frame::Deliver {
             channel: channel.to_owned(),
             to: to.iter().map(|c| c.to_string()).collect(),

@@ -1,7 +1,8 @@
-//! The replicated state machine: channels (config + token hash) and cluster members. Every
-//! node applies the same committed commands in the same order; snapshots are this, as JSON.
+//! The replicated state machine: channels (config + token hash), cluster members and which of
+//! them are down. Every node applies the same committed commands in the same order; snapshots
+//! are this, as JSON.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -11,8 +12,15 @@ use crate::model::{ChannelRecord, DeleteCause, Member};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Command {
     CreateChannel(ChannelRecord),
-    DeleteChannel { id: String, cause: DeleteCause },
+    DeleteChannel {
+        id: String,
+        cause: DeleteCause,
+    },
     Reset,
+    /// The leader has not heard from this member for `WRS_NODE_DOWN_AFTER`: its channels move.
+    MemberDown(u64),
+    /// A down member answers again.
+    MemberUp(u64),
 }
 
 /// What applying one command did, as the proposer's caller needs to know.
@@ -28,12 +36,22 @@ pub enum Applied {
     ChannelLimitReached(usize),
     /// An id collision (astronomically unlikely): the proposer retries with a new id.
     Duplicate,
+    /// A member's up/down state changed (`true` = now down).
+    Marked {
+        id: u64,
+        down: bool,
+    },
+    /// The command changed nothing (a member already in that state, or not a member).
+    Unchanged,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterState {
     pub channels: BTreeMap<String, ChannelRecord>,
     pub members: BTreeMap<u64, Member>,
+    /// Members marked down by the leader's failure detector (absent from old snapshots).
+    #[serde(default)]
+    pub down: BTreeSet<u64>,
 }
 
 impl ClusterState {
@@ -59,7 +77,43 @@ impl ClusterState {
                 self.channels.clear();
                 Applied::Reset(ids)
             }
+            Command::MemberDown(id) => {
+                if self.members.contains_key(&id) && self.down.insert(id) {
+                    Applied::Marked { id, down: true }
+                } else {
+                    Applied::Unchanged
+                }
+            }
+            Command::MemberUp(id) => {
+                if self.down.remove(&id) {
+                    Applied::Marked { id, down: false }
+                } else {
+                    Applied::Unchanged
+                }
+            }
         }
+    }
+
+    /// The members that own channels: every member not marked down (all of them, should
+    /// every one be down — an owner that may be dead beats none).
+    pub fn up_members(&self) -> BTreeSet<u64> {
+        let up: BTreeSet<u64> = self
+            .members
+            .keys()
+            .copied()
+            .filter(|id| !self.down.contains(id))
+            .collect();
+        if up.is_empty() {
+            self.members.keys().copied().collect()
+        } else {
+            up
+        }
+    }
+
+    /// A member left the configuration: it is neither up nor down any more.
+    pub fn remove_member(&mut self, id: u64) {
+        self.members.remove(&id);
+        self.down.remove(&id);
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -140,6 +194,39 @@ mod tests {
     }
 
     #[test]
+    fn members_are_marked_down_and_up_once_and_owners_come_from_the_up_ones() {
+        let mut s = ClusterState::default();
+        for id in [1, 2, 3] {
+            s.members.insert(
+                id,
+                Member {
+                    id,
+                    api: format!("n{id}:8080"),
+                    peer: format!("n{id}:4000"),
+                },
+            );
+        }
+        assert_eq!(
+            s.apply(Command::MemberDown(2), 10),
+            Applied::Marked { id: 2, down: true }
+        );
+        assert_eq!(s.apply(Command::MemberDown(2), 10), Applied::Unchanged);
+        assert_eq!(s.apply(Command::MemberDown(9), 10), Applied::Unchanged);
+        assert_eq!(s.up_members(), [1, 3].into_iter().collect());
+        assert_eq!(
+            s.apply(Command::MemberUp(2), 10),
+            Applied::Marked { id: 2, down: false }
+        );
+        assert_eq!(s.apply(Command::MemberUp(2), 10), Applied::Unchanged);
+        for id in [1, 2, 3] {
+            s.apply(Command::MemberDown(id), 10);
+        }
+        assert_eq!(s.up_members().len(), 3, "all down: every member still owns");
+        s.remove_member(3);
+        assert!(!s.down.contains(&3));
+    }
+
+    #[test]
     fn snapshot_round_trips_channels_and_members() {
         let mut s = ClusterState::default();
         s.apply(Command::CreateChannel(record("a")), 10);
@@ -151,8 +238,12 @@ mod tests {
                 peer: "n1:4000".into(),
             },
         );
+        s.apply(Command::MemberDown(5), 10);
         let back = ClusterState::from_bytes(&s.to_bytes()).unwrap();
         assert_eq!(back, s);
+        // A snapshot written before members could be down still reads.
+        let old = br#"{"channels":{},"members":{}}"#;
+        assert!(ClusterState::from_bytes(old).unwrap().down.is_empty());
         assert_eq!(
             ClusterState::from_bytes(b"").unwrap(),
             ClusterState::default()

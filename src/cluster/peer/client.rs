@@ -1,9 +1,11 @@
 //! The peer side that calls out: one long-lived WebSocket link per peer and purpose (awc's
 //! client and `ws::Codec`, the framing the clients use), and typed JSON requests. Every call
-//! has a connect timeout and every write a deadline, so a peer that stopped reading cannot hold
-//! a link forever.
+//! has a connect timeout and every write a deadline (`WRS_NODE_DOWN_AFTER`), so a peer that
+//! stopped reading cannot hold a link forever. A link is bounded in bytes: a sender either
+//! gives up at once (`send`, for Raft, which retransmits) or waits for room (`send_later`, for
+//! relay records: backpressure instead of loss).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,17 +15,16 @@ use bytes::Bytes;
 use futures_util::SinkExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use super::proof;
 use super::wire::{ErrorBody, MAX_FRAME};
 use super::{NODE_HEADER, PEER_HEADER};
+use crate::metrics;
 use crate::model::Member;
 
 /// Connecting to a peer (TCP + upgrade) must finish within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// A write that makes no progress for this long cuts the link.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After a failed connection, wait this long before the next attempt.
 const BACKOFF: Duration = Duration::from_millis(200);
 /// Frames written before one flush, so one busy link still lets others run.
@@ -55,51 +56,57 @@ pub enum Purpose {
     Relay,
 }
 
-/// One frame queued on a link. Its bytes count against the link's byte budget until it is
+/// One frame queued on a link. Its bytes hold a share of the link's byte budget until it is
 /// dropped — sent, stale or drained alike.
 struct Outgoing {
     bytes: Bytes,
     snapshot: bool,
     queued: Instant,
-    budget: Arc<AtomicUsize>,
+    _budget: OwnedSemaphorePermit,
 }
 
-impl Drop for Outgoing {
-    fn drop(&mut self) {
-        self.budget.fetch_sub(self.bytes.len(), Ordering::Relaxed);
-    }
+/// How a link is sized and guarded.
+#[derive(Debug, Clone)]
+pub struct LinkSettings {
+    /// `WRS_CLUSTER_SECRET`, to sign the upgrade.
+    pub secret: Option<String>,
+    /// Frames queued at most.
+    pub frames: usize,
+    /// Bytes queued at most (one frame larger than that fits an empty link, so a big snapshot
+    /// still goes out).
+    pub bytes: usize,
+    /// A write (or keep-alive) that makes no progress for this long cuts the link.
+    pub stall: Duration,
 }
 
 /// The sending end of a link to one peer. Dropping it ends the link.
 pub struct Link {
     pub addr: String,
     tx: mpsc::Sender<Outgoing>,
-    /// Bytes queued and not yet written (or dropped).
-    queued_bytes: Arc<AtomicUsize>,
+    /// The byte budget: one permit per byte queued and not yet written (or dropped).
+    budget: Arc<Semaphore>,
     max_bytes: usize,
 }
 
 impl Link {
-    /// Opens a link from `me` to node `to` at `addr`, run on `arbiter`. It holds at most
-    /// `capacity` frames and `max_bytes` bytes (one frame larger than that fits an empty link,
-    /// so a big snapshot still goes out).
-    #[allow(clippy::too_many_arguments)]
+    /// Opens a link from `me` to node `to` at `addr`, run on `arbiter`.
     pub fn open(
         arbiter: &actix::ArbiterHandle,
         me: &Member,
         to: u64,
         addr: String,
-        secret: Option<String>,
-        capacity: usize,
-        max_bytes: usize,
+        settings: LinkSettings,
         purpose: Purpose,
     ) -> Link {
-        let (tx, rx) = mpsc::channel(capacity);
+        let (tx, rx) = mpsc::channel(settings.frames.max(1));
+        // The semaphore counts in u32 units; no link budget comes near 4 GiB.
+        let max_bytes = settings.bytes.clamp(1, u32::MAX as usize);
         let dial = Dial {
             me: me.clone(),
             to,
             addr: addr.clone(),
-            secret,
+            secret: settings.secret,
+            stall: settings.stall,
         };
         // awc is not `Send`: the link's future is created on the arbiter's own thread.
         arbiter.spawn_fn(move || {
@@ -108,34 +115,58 @@ impl Link {
         Link {
             addr,
             tx,
-            queued_bytes: Arc::new(AtomicUsize::new(0)),
+            budget: Arc::new(Semaphore::new(max_bytes)),
             max_bytes,
         }
     }
 
-    /// Queues one encoded frame. False if the link is full (in frames or bytes) or gone; the
-    /// frame is then dropped.
+    fn units(&self, len: usize) -> u32 {
+        // `max_bytes` fits a u32 (clamped in `open`), so the cast is exact.
+        len.clamp(1, self.max_bytes) as u32
+    }
+
+    /// Queues one encoded frame now. False if the link is full (in frames or bytes) or gone;
+    /// the frame is then dropped.
     pub fn send(&self, bytes: Bytes, snapshot: bool) -> bool {
-        let len = bytes.len();
-        let before = self.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        if before > 0 && before + len > self.max_bytes {
-            self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+        let Ok(permit) = Arc::clone(&self.budget).try_acquire_many_owned(self.units(bytes.len()))
+        else {
             return false;
-        }
-        // From here the frame's Drop gives its bytes back, whether it is queued or refused.
+        };
         self.tx
             .try_send(Outgoing {
                 bytes,
                 snapshot,
                 queued: Instant::now(),
-                budget: Arc::clone(&self.queued_bytes),
+                _budget: permit,
             })
             .is_ok()
     }
 
+    /// Queues one encoded frame, waiting for room while the link is full. The future resolves
+    /// to false only if the link is gone (the peer left, or this node dropped the link).
+    pub fn send_later(&self, bytes: Bytes) -> impl Future<Output = bool> + 'static {
+        let (budget, tx, units) = (
+            Arc::clone(&self.budget),
+            self.tx.clone(),
+            self.units(bytes.len()),
+        );
+        async move {
+            let Ok(permit) = budget.acquire_many_owned(units).await else {
+                return false;
+            };
+            let frame = Outgoing {
+                bytes,
+                snapshot: false,
+                queued: Instant::now(),
+                _budget: permit,
+            };
+            tx.send(frame).await.is_ok()
+        }
+    }
+
     /// Bytes queued on this link right now.
     pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes.load(Ordering::Relaxed)
+        self.max_bytes - self.budget.available_permits().min(self.max_bytes)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -148,6 +179,7 @@ struct Dial {
     to: u64,
     addr: String,
     secret: Option<String>,
+    stall: Duration,
 }
 
 type Conn = actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>;
@@ -185,11 +217,20 @@ async fn run(dial: Dial, mut rx: mpsc::Receiver<Outgoing>, purpose: Purpose) {
         Purpose::Raft(to) => (Some(to), MAX_AGE),
         Purpose::Relay => (None, Duration::MAX),
     };
+    let relay = reports.is_none();
     let report = |r: LinkReport| {
         if let Some(to) = &reports {
             to.do_send(r);
         }
     };
+    // Relay records are messages clients sent: each one lost is counted.
+    let lost = |n: usize| {
+        if relay && n > 0 {
+            log::warn!("relay: {n} records for node {} lost", dial.to);
+            metrics::RELAY_LOST.inc_by(n as u64);
+        }
+    };
+    let stall = dial.stall;
     let mut conn: Option<Conn> = None;
     loop {
         let first = match tokio::time::timeout(PING_EVERY, rx.recv()).await {
@@ -198,7 +239,7 @@ async fn run(dial: Dial, mut rx: mpsc::Receiver<Outgoing>, purpose: Purpose) {
             Err(_) => {
                 if let Some(c) = conn.as_mut() {
                     let ping = c.send(WsMessage::Ping(Bytes::new()));
-                    if !matches!(tokio::time::timeout(WRITE_TIMEOUT, ping).await, Ok(Ok(()))) {
+                    if !matches!(tokio::time::timeout(stall, ping).await, Ok(Ok(()))) {
                         log::info!(
                             "peer: link to node {} at {} cut: ping failed",
                             dial.to,
@@ -253,13 +294,14 @@ async fn run(dial: Dial, mut rx: mpsc::Receiver<Outgoing>, purpose: Purpose) {
                         to: dial.to,
                         snapshot,
                     });
-                    drain(&mut rx);
+                    lost(batch.len() + drain(&mut rx));
                     tokio::time::sleep(BACKOFF).await;
                     continue;
                 }
             }
         }
         let Some(c) = conn.as_mut() else { continue };
+        let count = batch.len();
         let write = async {
             for o in batch {
                 // A cheap clone (a reference count): `o` gives its bytes back to the budget
@@ -268,7 +310,7 @@ async fn run(dial: Dial, mut rx: mpsc::Receiver<Outgoing>, purpose: Purpose) {
             }
             c.flush().await
         };
-        match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        match tokio::time::timeout(stall, write).await {
             Ok(Ok(())) => {
                 if snapshot {
                     report(LinkReport::SnapshotSent(dial.to));
@@ -281,6 +323,8 @@ async fn run(dial: Dial, mut rx: mpsc::Receiver<Outgoing>, purpose: Purpose) {
                 };
                 log::info!("peer: link to node {} at {} cut: {why}", dial.to, dial.addr);
                 conn = None;
+                // What the socket took before the cut may have arrived; count the batch as lost.
+                lost(count);
                 report(LinkReport::Unreachable {
                     to: dial.to,
                     snapshot,
@@ -293,8 +337,13 @@ async fn run(dial: Dial, mut rx: mpsc::Receiver<Outgoing>, purpose: Purpose) {
     }
 }
 
-fn drain(rx: &mut mpsc::Receiver<Outgoing>) {
-    while rx.try_recv().is_ok() {}
+/// Drops everything queued; how many frames that was.
+fn drain(rx: &mut mpsc::Receiver<Outgoing>) -> usize {
+    let mut n = 0;
+    while rx.try_recv().is_ok() {
+        n += 1;
+    }
+    n
 }
 
 /// Why a peer request failed.
@@ -374,9 +423,12 @@ mod tests {
             &me,
             2,
             addr,
-            None,
-            1 << 16,
-            budget,
+            LinkSettings {
+                secret: None,
+                frames: 1 << 16,
+                bytes: budget,
+                stall: Duration::from_secs(5),
+            },
             Purpose::Relay,
         );
         let frame = Bytes::from(vec![7u8; 256 << 10]);

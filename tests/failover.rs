@@ -17,7 +17,7 @@ fn connect_bound() -> Duration {
     Duration::from_millis(DOWN_AFTER_MS) + Duration::from_secs(5)
 }
 
-fn node_in_view<'a>(view: &'a Value, id: u64) -> Option<&'a Value> {
+fn node_in_view(view: &Value, id: u64) -> Option<&Value> {
     view["nodes"]
         .as_array()?
         .iter()

@@ -90,18 +90,21 @@ pub struct JoinRemote {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct DeliverLocal {
+    /// The node that routed them: only the owner this node knows of is listened to.
+    pub from: u64,
     pub to: Vec<ClientId>,
     pub frame: Bytes,
 }
 
 /// The members changed: the channel's owner (`None` = this node), the members that are up,
-/// and whether this node is one of them.
+/// and whether the owner forgot this node's clients (it was down, or rejoined under a new id)
+/// so that they must be admitted again.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Topology {
     pub owner: Option<u64>,
     pub up: Arc<BTreeSet<u64>>,
-    pub me_up: bool,
+    pub readmit: bool,
 }
 
 /// Where a client's frames go.
@@ -187,8 +190,6 @@ pub struct Channel {
     owner: Option<u64>,
     /// Counts owner changes, so a re-admission answered after the owner moved again is ignored.
     generation: u64,
-    /// Whether this node counted as up in the last `Topology`.
-    me_up: bool,
     peers: Arc<dyn Peers>,
     /// Remote recipients of the message being routed, grouped by node.
     remote_batch: HashMap<u64, Vec<ClientId>>,
@@ -265,7 +266,6 @@ impl Channel {
             clients: HashMap::new(),
             owner,
             generation: 0,
-            me_up: true,
             peers,
             remote_batch: HashMap::new(),
             round: Round {
@@ -689,7 +689,10 @@ impl Handler<Publish> for Channel {
 
     fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) {
         if !self.clients.contains_key(&msg.from) {
-            return; // already removed (slow consumer, closing)
+            // Already removed (slow consumer, closing), or a client of a node this owner
+            // forgot (down, or its seat moved): the message is lost, and counted.
+            self.counters.dropped.inc();
+            return;
         }
         self.round.now = Instant::now();
         self.stats.touch(self.round.now);
@@ -719,6 +722,13 @@ impl Handler<DeliverLocal> for Channel {
     type Result = ();
 
     fn handle(&mut self, msg: DeliverLocal, ctx: &mut Context<Self>) {
+        if self.owner != Some(msg.from) {
+            // A node that no longer owns the channel (it was down, and is catching up with
+            // the log) must not deliver behind the new owner's back: its messages would
+            // arrive out of order. Lost instead, and counted.
+            self.counters.dropped.inc();
+            return;
+        }
         self.round.now = Instant::now();
         for to in &msg.to {
             if let Some(Sink::Local(_)) = self.clients.get(to) {
@@ -738,8 +748,6 @@ impl Handler<Topology> for Channel {
         if self.closed {
             return;
         }
-        let came_back = msg.me_up && !self.me_up;
-        self.me_up = msg.me_up;
         if msg.owner == self.owner {
             if self.owner.is_none() {
                 // Still the owner: forget the clients of nodes that are down or gone.
@@ -761,7 +769,7 @@ impl Handler<Topology> for Channel {
                         before - gone.len()
                     );
                 }
-            } else if let (Some(owner), true) = (self.owner, came_back) {
+            } else if let (Some(owner), true) = (self.owner, msg.readmit) {
                 // The owner dropped this node's clients while it counted as down.
                 self.readmit_locals(owner, ctx);
             }

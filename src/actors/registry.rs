@@ -40,11 +40,13 @@ pub enum Mirror {
     Reset(Vec<String>),
     /// A snapshot: the full channel set replaces whatever was here.
     Install(Vec<ChannelRecord>),
-    /// The members that are up (they decide which node sequences each channel) and this
-    /// node's id (it changes when the node rejoins as a new member).
+    /// The members that are up (they decide which node sequences each channel), this
+    /// node's id (it changes when the node rejoins as a new member), and whether this node's
+    /// clients must be re-admitted at their owners (it was down, or rejoined).
     Members {
         me: u64,
         up: BTreeSet<u64>,
+        readmit: bool,
     },
 }
 
@@ -218,16 +220,16 @@ impl Handler<Mirror> for Registry {
                     self.create(record, ctx);
                 }
             }
-            Mirror::Members { me, up } => {
-                if up != *self.members || me != self.node_id {
+            Mirror::Members { me, up, readmit } => {
+                let readmit = readmit || me != self.node_id;
+                if up != *self.members || readmit {
                     self.members = Arc::new(up);
                     self.node_id = me;
-                    let me_up = self.members.contains(&me);
                     for (id, handle) in &self.channels {
                         handle.addr.do_send(Topology {
                             owner: self.remote_owner(id),
                             up: Arc::clone(&self.members),
-                            me_up,
+                            readmit,
                         });
                     }
                 }

@@ -141,6 +141,9 @@ pub struct RaftNode {
     relay: Arc<Relay>,
     /// This actor's own address, for the peer senders' reports.
     myself: Option<Addr<RaftNode>>,
+    /// This node was marked down (or rejoined under a new id) and its clients must be
+    /// re-admitted at their channels' owners once it is up.
+    readmit: bool,
     settings: RaftSettings,
 }
 
@@ -172,12 +175,13 @@ impl RaftNode {
             registry,
             relay,
             myself: None,
+            readmit: false,
             settings,
         }
     }
 
     /// The whole state replaced (bootstrap, reset, snapshot): the registry follows.
-    fn mirror_all(&self) {
+    fn mirror_all(&mut self) {
         let channels = self.core.state().channels.values().cloned().collect();
         self.registry.do_send(Mirror::Install(channels));
         self.mirror_members();
@@ -185,9 +189,9 @@ impl RaftNode {
 
     /// Members decide where the relay's links go; the members that are up decide which node
     /// owns each channel.
-    fn mirror_members(&self) {
+    fn mirror_members(&mut self) {
         let members: Vec<Member> = self.core.state().members.values().cloned().collect();
-        self.relay.set_members(&members);
+        self.relay.set_members(&members, &self.core.state().down);
         let down = self.core.state().down.len();
         metrics::CLUSTER_MEMBERS
             .with_label_values(&["up"])
@@ -195,9 +199,15 @@ impl RaftNode {
         metrics::CLUSTER_MEMBERS
             .with_label_values(&["down"])
             .set(down as i64);
+        let up = self.core.owners();
+        let readmit = self.readmit && up.contains(&self.me.id);
+        if readmit {
+            self.readmit = false;
+        }
         self.registry.do_send(Mirror::Members {
             me: self.me.id,
-            up: self.core.owners(),
+            up,
+            readmit,
         });
     }
 
@@ -295,9 +305,15 @@ impl RaftNode {
                     self.heartbeat_sent.remove(&id);
                     metrics::CLUSTER_REMOVALS.inc();
                 }
-                Change::Marked { down, .. } => {
+                Change::Marked { id, down } => {
                     if down {
                         metrics::CLUSTER_FAILOVERS.inc();
+                    }
+                    if down && id == self.me.id {
+                        // Owners forgot this node's clients when it went down: once it is up
+                        // again, its channels re-admit them (even if it is down and up again
+                        // within this one Ready).
+                        self.readmit = true;
                     }
                 }
             }
@@ -655,6 +671,7 @@ impl Handler<Rejoin> for RaftNode {
         self.learned.clear();
         self.heartbeat_sent.clear();
         self.relay.set_me(self.me.clone());
+        self.readmit = true;
         metrics::CLUSTER_REJOINS.inc();
         self.update_metrics();
         MessageResult(self.me.clone())

@@ -5,7 +5,7 @@
 //! request/response. A full link makes its sender wait (`Sent::Later`); records are lost
 //! only when a peer cannot be reached at all, and every loss is counted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -33,6 +33,9 @@ pub struct Relay {
     /// The thread that runs the links.
     arbiter: actix::ArbiterHandle,
     peers: RwLock<HashMap<u64, String>>,
+    /// Members marked down: records for them are lost at once (and counted) instead of
+    /// waiting on a link that cannot drain, which would hold up the channel that sends them.
+    down: RwLock<HashSet<u64>>,
     links: Mutex<HashMap<u64, Link>>,
 }
 
@@ -49,6 +52,7 @@ impl Relay {
             stall,
             arbiter,
             peers: RwLock::default(),
+            down: RwLock::default(),
             links: Mutex::default(),
         })
     }
@@ -63,8 +67,10 @@ impl Relay {
         self.links.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    /// The committed members: where links go. Links to departed members close.
-    pub fn set_members(&self, members: &[Member]) {
+    /// The committed members (where links go; links to departed members close) and which of
+    /// them are down.
+    pub fn set_members(&self, members: &[Member], down: &BTreeSet<u64>) {
+        *self.down.write().unwrap_or_else(|e| e.into_inner()) = down.iter().copied().collect();
         let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
         *peers = members.iter().map(|m| (m.id, m.peer.clone())).collect();
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
@@ -81,6 +87,15 @@ impl Relay {
 
     /// Queues a frame for `node`, opening the link if needed; a full link answers `Later`.
     fn send(&self, node: u64, frame: &Frame) -> Sent {
+        if self
+            .down
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&node)
+        {
+            metrics::RELAY_LOST.inc();
+            return Sent::Lost;
+        }
         let bytes = frame.encode();
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
         let open = links.get(&node).is_some_and(|l| !l.is_closed());
@@ -113,9 +128,11 @@ impl Relay {
         if link.send(bytes.clone(), false) {
             return Sent::Queued;
         }
-        let later = link.send_later(bytes);
+        // Waiting is bounded like a stalled write: a link that makes no room within the stall
+        // time belongs to a peer about to be marked down.
+        let (later, stall) = (link.send_later(bytes), self.stall);
         Sent::Later(Box::pin(async move {
-            let queued = later.await;
+            let queued = matches!(tokio::time::timeout(stall, later).await, Ok(true));
             if !queued {
                 metrics::RELAY_LOST.inc();
             }

@@ -171,6 +171,7 @@ impl Inbound {
             }
             Frame::Leave { client, .. } => addr.do_send(Leave { id: client.into() }),
             Frame::Deliver { to, frame, .. } => addr.do_send(DeliverLocal {
+                from: self.from,
                 to: to.into_iter().map(Into::into).collect(),
                 frame,
             }),

@@ -9,6 +9,10 @@
 # WRS_DOMAIN = own name, a shared WRS_CLUSTER_SECRET) on an --internal network: it forms one
 # cluster, a channel made on one node is seen and relayed on the others, and the leader's
 # `docker stop` leaves the cluster cleanly (exit 0, its clients closed with 1001, two nodes left).
+# Then compose.yaml's three services (failover, a partition), and compose.scale.yaml's one
+# scalable service laid out as k8s/overlays/deployment does (WRS_JOIN = the service name,
+# WRS_DOMAIN = the container's address): scaled 3 -> 5 -> 3 while creates and pub-sub exchanges
+# run, then a container killed (docker kill); errors beyond documented reconnects fail it.
 #
 # The base images the Containerfile names (rust:1-bookworm, debian:bookworm-slim) are used
 # from the local image store when present, pulled when a registry answers, and otherwise made
@@ -20,6 +24,10 @@
 #   WRS_CONTAINER_IMAGE    tag of the image under test (default wrs:test)
 #   WRS_CONTAINER_BASE     auto (default: local image, else pull, else make) | local (never pull)
 #   WRS_CONTAINER_REBUILD_BASE=1   make the local base images again
+#   WRS_CONTAINER_REUSE=1  test the image already tagged WRS_CONTAINER_IMAGE: no base images, no
+#                          build (it must be built from the sources under test; CI must not set it)
+#   WRS_CONTAINER_ONLY=scale   only the compose scale stage (section 7), e.g. with REUSE=1
+#   WRS_SKIP_COMPOSE=1     skip section 6 (compose.yaml);  WRS_SKIP_SCALE=1  skip section 7
 # Needs: root (debootstrap, chroot) only when a base image has to be made; docker; python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,12 +52,15 @@ CONTAINERS=()        # containers this run started, removed on exit
 NETWORKS=()          # networks this run made, removed on exit
 CLIENT_PID=""
 COMPOSE_UP=""        # the compose project this run started, taken down on exit
+COMPOSE_FILE_UP=compose.yaml   # ... and its file
+LOAD_PID=""          # section 7's load generator
 
 cleanup() {
     local rc=$?
     if [ -n "$CLIENT_PID" ]; then kill "$CLIENT_PID" 2>/dev/null || true; fi
+    if [ -n "$LOAD_PID" ]; then kill "$LOAD_PID" 2>/dev/null || true; fi
     if [ -n "$COMPOSE_UP" ]; then
-        "${COMPOSE[@]}" -f compose.yaml -p "$COMPOSE_UP" down -v --timeout 5 >/dev/null 2>&1 || true
+        "${COMPOSE[@]}" -f "$COMPOSE_FILE_UP" -p "$COMPOSE_UP" down -v --timeout 5 >/dev/null 2>&1 || true
     fi
     if [ -n "$CHROOT" ]; then umount "$CHROOT/proc" 2>/dev/null || true; fi
     for c in "${CONTAINERS[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
@@ -287,9 +298,17 @@ ensure_base() {
     say "base image $image: made here ($(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%.0f MB", $1/1e6}'))"
 }
 
+REUSE=0
+if [ "${WRS_CONTAINER_REUSE:-0}" = 1 ]; then
+    docker image inspect "$IMAGE" >/dev/null 2>&1 \
+        || fail "WRS_CONTAINER_REUSE=1 but there is no image $IMAGE to reuse (run once without it)"
+    REUSE=1
+fi
+if [ "$REUSE" = 0 ]; then
 phase "base images: ${BASES[*]}"
 for base in "${BASES[@]}"; do ensure_base "$base"; done
 rm -rf "$ROOTFS"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # 2. Build the Containerfile, unchanged.
@@ -308,12 +327,16 @@ build_tagged() {   # TAG [--target STAGE]
     # The previous image under this tag is now untagged: remove it and the layers only it used.
     if [ -n "$old" ] && [ "$old" != "$new" ]; then docker rmi "$old" >/dev/null 2>&1 || true; fi
 }
+if [ "$REUSE" = 1 ]; then
+    say "image $IMAGE: reused as it is (WRS_CONTAINER_REUSE=1, built $(docker image inspect -f '{{.Created}}' "$IMAGE")), not built"
+else
 phase "docker build -f Containerfile -t $IMAGE . (log: $WORK/build.log)"
 : >"$WORK/build.log"
 for stage in $(awk 'toupper($1) == "FROM" && toupper($(NF-1)) == "AS" { print $NF }' Containerfile); do
     build_tagged "$IMAGE-$stage" --target "$stage"
 done
 build_tagged "$IMAGE"
+fi
 SIZE=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 say "image $IMAGE: $(awk -v s="$SIZE" 'BEGIN { printf "%.1f MB (%d bytes)", s/1e6, s }')"
 
@@ -327,6 +350,9 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import websocket' 2>/
         || fail "pip install websocket-client failed (see $WORK/pip.log)"
 fi
 PY=$VENV/bin/python
+ONLY=${WRS_CONTAINER_ONLY:-}
+case "$ONLY" in ""|scale) ;; *) fail "WRS_CONTAINER_ONLY='$ONLY': the only stage that runs alone is 'scale'";; esac
+if [ "$ONLY" != scale ]; then   # sections 3-6; WRS_CONTAINER_ONLY=scale skips them
 
 phase "starting $NAME (read-only root fs, no capabilities, API on a 127.0.0.1 port)"
 CONTAINERS+=("$NAME")
@@ -774,4 +800,566 @@ step_ok "down -v"
 phase "compose: PASS in $(( $(date +%s) - C_START )) s"
 fi
 
-say "PASS: image $IMAGE ($(awk -v s="$SIZE" 'BEGIN { printf "%.1f MB", s/1e6 }')) builds, runs non-root on a read-only root fs, serves, stops cleanly on SIGTERM, forms a cluster that survives its leader's shutdown, and compose.yaml's cluster survives failover and a partition — $(( $(date +%s) - START )) s"
+fi   # [ "$ONLY" != scale ]: sections 3-6
+
+# ---------------------------------------------------------------------------------------------
+# 7. compose.scale.yaml: scale 3 -> 5 -> 3 under load, then docker kill a container.
+# ---------------------------------------------------------------------------------------------
+# The layout of k8s/overlays/deployment: one service `wrs` scaled with `up --scale`,
+# WRS_JOIN=wrs:8080 (the engine's DNS resolves the service name to every container, as the
+# headless Service does for the pods), WRS_DOMAIN = the container's own address (status.podIP).
+# WRS_NODE_DOWN_AFTER=2000 and WRS_NODE_REMOVE_AFTER=6000 keep it short. While the cluster is
+# changed, a load generator (scale.py load) keeps doing two things against the nodes the script
+# lists as live in $WORK/scale-urls:
+#   - creates: POST /channels (pub-sub) every 100 ms on a random live node;
+#   - exchanges: 4 pub-sub channels, each with one client on each of two different nodes,
+#     sending a numbered message each way in turn and waiting up to 3 s for it.
+# Injected, each with its time in $WORK/scale-events: scale-up 3 -> 5, scale-down 5 -> 3
+# (compose stops two containers: SIGTERM, they leave), kill of the leader (SIGKILL: it does not
+# leave; the others must mark it down, move its channels and remove it), then a replacement
+# container (new id). Counted afterwards (scale.py report):
+#   documented, never an error: a WebSocket client of a stopped or killed node reconnecting to
+#     another node (its connection dropped: 1001 or a reset); a request to a node that has just
+#     been stopped or killed failing to connect and going to another node; 5xx answers, lost
+#     messages and reconnects inside a window around a scale-down (its start until 5 s after it
+#     ended: the leavers' leader handover) or a kill (1 s before until WRS_NODE_DOWN_AFTER + 5 s
+#     after: election, failure detection, channels moving);
+#   errors: any 5xx, lost message, dropped connection or unreachable live node outside those
+#     windows; any other non-201 create answer; a channel that stops existing; a client that
+#     finds no node to reconnect to within 15 s; a channel with no successful exchange after the
+#     kill; too little load getting through (fewer than 50 creates or 20 exchanges).
+# The stage is bounded: every wait has its own deadline, and the whole of it must end within
+# 240 s. WRS_SKIP_SCALE=1 skips it.
+S_START=$(date +%s)
+if [ "${WRS_SKIP_SCALE:-0}" = 1 ]; then
+    say "scale: SKIPPED (WRS_SKIP_SCALE=1)"
+else
+if [ -z "${COMPOSE+x}" ] || [ "${#COMPOSE[@]}" = 0 ]; then
+    if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose)
+    elif command -v docker-compose >/dev/null; then COMPOSE=(docker-compose)
+    else fail "scale: neither 'docker compose' nor 'docker-compose' is installed (WRS_SKIP_SCALE=1 skips)"; fi
+fi
+SECRET=${SECRET:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')}
+SPROJECT=wrs-scale-$$
+DOWN_AFTER=2000
+REMOVE_AFTER=6000
+export WRS_IMAGE=$IMAGE WRS_CLUSTER_SECRET=$SECRET WRS_NETWORK_INTERNAL=true \
+    WRS_NODE_DOWN_AFTER=$DOWN_AFTER WRS_NODE_REMOVE_AFTER=$REMOVE_AFTER WRS_MAX_STARTUP_DELAY=2000
+scompose() { "${COMPOSE[@]}" -f compose.scale.yaml -p "$SPROJECT" "$@"; }
+save_logs() {   # every container of the project (the removed ones are gone): $WORK/scale-logs/
+    mkdir -p "$WORK/scale-logs"; rm -f "$WORK/scale-logs/"*
+    local c
+    for c in $(docker ps -aq --filter "label=com.docker.compose.project=$SPROJECT"); do
+        docker logs -t "$c" >"$WORK/scale-logs/$(s_name "$c").log" 2>&1 || true
+    done
+    say "    every container's whole log: $WORK/scale-logs/"
+}
+s_fail() {
+    say "    FAIL $*"
+    if [ -s "$WORK/scale-events" ]; then
+        say "    injected so far:"; sed 's/^/      /' "$WORK/scale-events"
+    fi
+    save_logs
+    if [ -n "$LOAD_PID" ]; then
+        touch "$WORK/scale-stop"; wait "$LOAD_PID" 2>/dev/null || true; LOAD_PID=""
+        "$PY" "$WORK/scale.py" report "$WORK/scale-events" "$WORK/scale-load.jsonl" "$DOWN_AFTER" 2>&1 | sed 's/^/    /' || true
+    fi
+    fail "scale: $*"
+}
+s_ok() { say "    PASS $*"; }
+s_elapsed() { echo $(( $(date +%s) - S_START )); }
+now_ms() { date +%s%3N; }
+event() {   # start|end NAME DETAIL...: what was injected, when (for the report's windows)
+    echo "$(now_ms) $*" >>"$WORK/scale-events"
+    [ "$1" = start ] && say "    inject: ${*:2}"
+    return 0
+}
+running() {   # the service's running containers, oldest first
+    docker ps --filter "label=com.docker.compose.project=$SPROJECT" \
+        --filter "label=com.docker.compose.service=wrs" --filter status=running \
+        --format '{{.CreatedAt}} {{.ID}}' | sort | awk '{ print $NF }'
+}
+s_ip() { docker inspect -f "{{(index .NetworkSettings.Networks \"$SNET\").IPAddress}}" "$1"; }
+s_name() { docker inspect -f '{{.Name}}' "$1" | sed 's#^/##'; }
+# The live nodes' URLs, for the load generator (it rereads the file) and for the checks.
+publish_urls() {
+    local c
+    mapfile -t SC < <(running)
+    SU=()
+    for c in "${SC[@]}"; do SU+=("http://$(s_ip "$c"):8080"); done
+    printf '%s\n' "${SU[@]}" >"$WORK/scale-urls.tmp" && mv "$WORK/scale-urls.tmp" "$WORK/scale-urls"
+}
+track_containers() {   # make fail() show their logs
+    local c
+    for c in "$@"; do [[ " ${CONTAINERS[*]} " == *" $c "* ]] || CONTAINERS+=("$c"); done
+}
+
+cat >"$WORK/scale.py" <<'EOF'
+import json, os, random, sys, threading, time, urllib.request, urllib.error
+import websocket
+
+def now_ms():
+    return int(time.time() * 1000)
+
+def http(method, url, body=None, timeout=5):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except (OSError, ValueError) as e:
+        return None, str(e)
+
+def view(url):
+    status, body = http("GET", url + "/cluster", timeout=3)
+    try:
+        return json.loads(body)["data"] if status == 200 else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+mode = sys.argv[1]
+
+if mode == "agree":
+    # agree WANT SECONDS URL...: every node reports WANT members and the same leader.
+    # Prints "leader <index in URL list> <leader id>", "ids <id of each node>", "members <ids>".
+    want, secs, urls = int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+    deadline, views = time.time() + secs, []
+    while time.time() < deadline:
+        views = [view(u) for u in urls]
+        if all(v and v["leader"] is not None and len(v["nodes"]) == want for v in views) \
+                and len({v["leader"] for v in views}) == 1 \
+                and len({tuple(sorted(n["id"] for n in v["nodes"])) for v in views}) == 1:
+            ids = [v["id"] for v in views]
+            leader = views[0]["leader"]
+            print(f"leader {ids.index(leader) if leader in ids else -1} {leader}")
+            print("ids " + " ".join(str(i) for i in ids))
+            print("members " + " ".join(str(n["id"]) for n in views[0]["nodes"]))
+            sys.exit(0)
+        time.sleep(0.3)
+    print("leaders seen " + json.dumps([(v or {}).get("leader") for v in views]) + ", member counts "
+          + json.dumps([len((v or {}).get("nodes", [])) for v in views]) + ", members "
+          + json.dumps([sorted((n["id"], n.get("state")) for n in (v or {}).get("nodes", [])) for v in views]))
+    sys.exit(1)
+
+if mode == "gone":
+    # gone ID T0_MS SECONDS URL...: watch the survivors until member ID is gone from every
+    # view. Prints "down <ms after T0>" (the first view that shows it down; "down never" if no
+    # view did before it went) and "removed <ms after T0>".
+    mid, t0, secs, urls = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5:]
+    deadline, down, last = time.time() + secs, None, []
+    while time.time() < deadline:
+        views = [view(u) for u in urls]
+        last = views
+        members = [{n["id"]: n for n in v["nodes"]} if v else None for v in views]
+        if down is None and any(m and mid in m and m[mid].get("state") == "down" for m in members):
+            down = now_ms() - t0
+        if all(m is not None and mid not in m for m in members):
+            print(f"down {down if down is not None else 'never'}")
+            print(f"removed {now_ms() - t0}")
+            sys.exit(0)
+        time.sleep(0.1)
+    print(f"down {down if down is not None else 'never'}")
+    print("not removed; views: " + json.dumps([sorted((n["id"], n.get("state")) for n in (v or {}).get("nodes", []))
+                                              for v in last]))
+    sys.exit(1)
+
+if mode == "load":
+    # load URLS_FILE STOP_FILE LOG_JSONL CHANNELS: until STOP_FILE exists. One JSON line per
+    # outcome, each with "t" (ms) and "kind".
+    urls_file, stop_file, log_path, nchannels = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+    log_lock = threading.Lock()
+    log_f = open(log_path, "a")
+    def rec(kind, **kw):
+        kw.update(t=now_ms(), kind=kind)
+        with log_lock:
+            log_f.write(json.dumps(kw) + "\n")
+            log_f.flush()
+    def live():
+        try:
+            with open(urls_file) as f:
+                return [l.strip() for l in f if l.strip()]
+        except OSError:
+            return []
+    def stopping():
+        return os.path.exists(stop_file)
+
+    def creator():
+        while not stopping():
+            nodes = live()
+            random.shuffle(nodes)
+            for u in nodes:
+                if u not in live():
+                    continue   # gone while an earlier attempt waited
+                t0 = now_ms()
+                status, body = http("POST", u + "/channels", {"pattern": "pub-sub"})
+                if status is None:
+                    rec("create_unreachable", t0=t0, node=u, error=body[:160])
+                    continue
+                if status == 201:
+                    rec("create_ok", t0=t0, node=u)
+                elif status >= 500:
+                    rec("create_5xx", t0=t0, node=u, status=status, body=body[:200])
+                else:
+                    rec("create_other", t0=t0, node=u, status=status, body=body[:200])
+                break
+            else:
+                rec("create_nowhere", nodes=len(nodes))
+            time.sleep(0.1)
+
+    class Client:
+        def __init__(self, ch, connect, side):
+            self.ch, self.connect, self.side, self.ws, self.node = ch, connect, side, None, None
+        def close(self):
+            try:
+                if self.ws:
+                    self.ws.close(timeout=1)
+            except Exception:
+                pass
+            self.ws = None
+        def open(self, avoid=None, reason=None):
+            # Connects to a random live node, preferring one other than `avoid`. Gives up
+            # (a "stuck" error, or "channel_gone" if the last answers were 404) after 15 s.
+            self.close()
+            start, last_404 = time.time(), False
+            while not stopping():
+                nodes = live()
+                pick = [u for u in nodes if u != avoid] or nodes
+                if pick:
+                    u = random.choice(pick)
+                    try:
+                        self.ws = websocket.create_connection("ws" + u[len("http"):] + self.connect, timeout=5)
+                        self.node = u
+                        if reason:
+                            rec("reconnect", ch=self.ch, side=self.side, to=u, reason=reason,
+                                took_ms=int((time.time() - start) * 1000))
+                        return True
+                    except websocket.WebSocketBadStatusException as e:
+                        last_404 = e.status_code == 404
+                        if last_404:
+                            rec("connect_404", ch=self.ch, node=u, reason=reason)
+                    except Exception:
+                        last_404 = False
+                if time.time() - start > 15:
+                    rec("channel_gone" if last_404 else "stuck", ch=self.ch, side=self.side, reason=reason)
+                    return False
+                time.sleep(0.2)
+            return False
+        def wait_for(self, msg, secs):
+            deadline = time.time() + secs
+            while True:
+                left = deadline - time.time()
+                if left <= 0:
+                    return "timeout"
+                try:
+                    self.ws.settimeout(left)
+                    op, got = self.ws.recv_data(control_frame=True)
+                except websocket.WebSocketTimeoutException:
+                    return "timeout"
+                except Exception as e:
+                    return "closed: " + (str(e) or type(e).__name__)[:80]
+                if op == websocket.ABNF.OPCODE_CLOSE:
+                    code = int.from_bytes(got[:2], "big") if len(got) >= 2 else None
+                    return f"closed: close frame {code} {got[2:].decode(errors='replace')}"[:100]
+                if op in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY) \
+                        and got.decode(errors="replace") == msg:
+                    return "ok"
+                # pings, or an older message arriving late: keep waiting for this one
+
+    def exchanger(i):
+        connect = ch = None
+        start = time.time()
+        while not stopping() and time.time() - start < 30:
+            nodes = live()
+            if nodes:
+                status, body = http("POST", random.choice(nodes) + "/channels", {"pattern": "pub-sub"})
+                if status == 201:
+                    d = json.loads(body)
+                    ch, connect = d["data"]["id"], d["connect"]
+                    break
+            time.sleep(0.3)
+        if ch is None:
+            rec("setup_failed", idx=i)
+            return
+        a, b = Client(ch, connect, "a"), Client(ch, connect, "b")
+        if not (a.open() and b.open(avoid=a.node)):
+            rec("setup_failed", idx=i, ch=ch)
+            return
+        time.sleep(0.3)
+        rec("ready", ch=ch, a=a.node, b=b.node)
+        n, losses = 0, 0
+        while not stopping():
+            for src, dst in ((a, b), (b, a)):
+                if stopping():
+                    break
+                n += 1
+                msg = f"{ch} {n}"
+                t0 = now_ms()
+                try:
+                    src.ws.send(msg)
+                except Exception as e:
+                    if not src.open(avoid=dst.node, reason="send failed: " + (str(e) or type(e).__name__)[:80]):
+                        return
+                    time.sleep(0.3)
+                    continue
+                got = dst.wait_for(msg, 3.0)
+                if got == "ok":
+                    losses = 0
+                    rec("exchange_ok", t0=t0, ch=ch, frm=src.node, to=dst.node)
+                    continue
+                nodes = live()
+                if got.startswith("closed"):
+                    if not dst.open(avoid=src.node, reason=got):
+                        return
+                    time.sleep(0.3)
+                    continue
+                gone = [c for c in (src, dst) if c.node not in nodes]
+                if gone:
+                    # a client on a node that was stopped or killed: reconnect it elsewhere
+                    for c in gone:
+                        other = b if c is a else a
+                        if not c.open(avoid=other.node, reason="its node is gone"):
+                            return
+                    time.sleep(0.3)
+                    continue
+                losses += 1
+                rec("exchange_lost", t0=t0, ch=ch, frm=src.node, to=dst.node)
+                if losses >= 3:
+                    # three in a row on live nodes: start both clients afresh (still counted)
+                    losses = 0
+                    if not (a.open(reason="3 lost in a row") and b.open(avoid=a.node, reason="3 lost in a row")):
+                        return
+                    time.sleep(0.3)
+            time.sleep(0.1)
+        a.close(); b.close()
+
+    threads = [threading.Thread(target=creator, daemon=True)]
+    threads += [threading.Thread(target=exchanger, args=(i,), daemon=True) for i in range(nchannels)]
+    for t in threads:
+        t.start()
+    while not stopping():
+        time.sleep(0.2)
+    for t in threads:
+        t.join(timeout=8)
+    sys.exit(0)
+
+if mode == "report":
+    # report EVENTS LOG_JSONL DOWN_AFTER_MS: what was injected, what was counted; exit 1 on errors.
+    events_path, log_path, down_after = sys.argv[2], sys.argv[3], int(sys.argv[4])
+    events, starts = [], {}
+    for line in open(events_path):
+        t, edge, name, *detail = line.split()
+        if edge == "start":
+            starts[name] = (int(t), " ".join(detail))
+        else:
+            t0, d = starts.pop(name)
+            events.append((name, t0, int(t), d))
+    for name, (t0, d) in starts.items():
+        events.append((name, t0, None, d))
+    recs = [json.loads(l) for l in open(log_path) if l.strip()]
+    t_first = min([r["t"] for r in recs] + [e[1] for e in events]) if recs or events else 0
+    windows = []
+    for name, t0, t1, d in events:
+        if name == "scale-down":
+            windows.append((name, t0, (t1 or t0) + 5000))
+        elif name == "kill":
+            windows.append((name, t0 - 1000, t0 + down_after + 5000))
+    def window(r):
+        # A record covers [t0, t] (a request's or a message's whole wait): inside a window if
+        # any of that time is.
+        t0, t1 = r.get("t0", r["t"]), r["t"]
+        return next((w[0] for w in windows if t0 <= w[2] and w[1] <= t1), None)
+    rel = lambda t: f"{(t - t_first) / 1000:.1f} s"
+    print("injected:")
+    for name, t0, t1, d in sorted(events, key=lambda e: e[1]):
+        took = f", took {(t1 - t0) / 1000:.1f} s" if t1 else ""
+        print(f"  at {rel(t0)}: {name} {d}{took}")
+    print("tolerance windows: " + (", ".join(f"{n} {rel(a)}..{rel(b)}" for n, a, b in windows) or "none"))
+    count, errors = {}, []
+    def bump(key):
+        count[key] = count.get(key, 0) + 1
+    for r in recs:
+        k, w = r["kind"], window(r)
+        if k in ("create_ok", "exchange_ok", "ready"):
+            bump(k)
+        elif k in ("create_5xx", "exchange_lost", "create_unreachable", "create_nowhere", "connect_404"):
+            what = k
+            if k == "create_5xx":
+                try:
+                    what += f" {r['status']} {json.loads(r['body']).get('error')}"
+                except (ValueError, AttributeError):
+                    what += f" {r['status']}"
+            bump(f"{what} ({'inside ' + w if w else 'OUTSIDE any window'})")
+            if not w:
+                errors.append(r)
+        elif k == "reconnect":
+            documented = w or r["reason"] == "its node is gone"
+            why = "its node is gone" if r["reason"] == "its node is gone" else ("inside " + w if w else "OUTSIDE any window")
+            bump(f"reconnect ({why})")
+            if not documented:
+                errors.append(r)
+        else:   # create_other, channel_gone, stuck, setup_failed
+            bump(k)
+            errors.append(r)
+    # Each channel's first good exchange after the kill: its channels moved.
+    kills = [e for e in events if e[0] == "kill"]
+    channels = sorted({r["ch"] for r in recs if r["kind"] == "ready"})
+    for name, t0, _, d in kills:
+        recov = {}
+        for ch in channels:
+            ok = [r["t"] for r in recs if r["kind"] == "exchange_ok" and r["ch"] == ch and r["t"] > t0]
+            recov[ch] = (min(ok) - t0) if ok else None
+        print(f"after the kill ({d}): first good exchange per channel, ms: "
+              + ", ".join(f"{ch} {v if v is not None else 'NEVER'}" for ch, v in recov.items()))
+        for ch, v in recov.items():
+            if v is None:
+                errors.append({"kind": "no exchange after the kill", "ch": ch, "t": t0})
+    print("counted:")
+    for k in sorted(count):
+        print(f"  {count[k]:6d}  {k}")
+    if count.get("create_ok", 0) < 50:
+        errors.append({"kind": f"only {count.get('create_ok', 0)} creates succeeded (want >= 50)", "t": t_first})
+    if count.get("exchange_ok", 0) < 20:
+        errors.append({"kind": f"only {count.get('exchange_ok', 0)} exchanges succeeded (want >= 20)", "t": t_first})
+    if errors:
+        print(f"ERRORS: {len(errors)} beyond the documented reconnects; the first ones:")
+        for r in errors[:12]:
+            since = f"{rel(r['t0'])}..{rel(r['t'])}" if "t0" in r else rel(r["t"])
+            print(f"  at {since}: " + json.dumps({k: v for k, v in r.items() if k not in ('t', 't0')}))
+        sys.exit(1)
+    print("no errors beyond the documented reconnects")
+    sys.exit(0)
+EOF
+
+if [ -f compose.scale.yaml ]; then :; else fail "scale: compose.scale.yaml is missing"; fi
+scompose config -q >"$WORK/scale-compose.log" 2>&1 || { cat "$WORK/scale-compose.log"; fail "scale: compose.scale.yaml does not validate"; }
+say "    ok   compose.scale.yaml validates (${COMPOSE[*]} config)"
+: >"$WORK/scale-events"; : >"$WORK/scale-load.jsonl"; rm -f "$WORK/scale-stop" "$WORK/scale-urls"
+COMPOSE_UP=$SPROJECT; COMPOSE_FILE_UP=compose.scale.yaml
+N_TRACKED=${#CONTAINERS[@]}
+
+# 1. Three containers started together form one cluster.
+phase "scale: ${COMPOSE[*]} -f compose.scale.yaml -p $SPROJECT up -d --scale wrs=3 (WRS_NODE_DOWN_AFTER=$DOWN_AFTER, WRS_NODE_REMOVE_AFTER=$REMOVE_AFTER)"
+scompose up -d --no-build --scale wrs=3 >"$WORK/scale-up.log" 2>&1 || { cat "$WORK/scale-up.log"; s_fail "up -d --scale wrs=3"; }
+SNET=$(docker network ls -q --filter "label=com.docker.compose.project=$SPROJECT" | head -n 1)
+SNET=$(docker network inspect -f '{{.Name}}' "$SNET" 2>/dev/null) || s_fail "no compose network for $SPROJECT"
+publish_urls; track_containers "${SC[@]}"
+[ "${#SC[@]}" = 3 ] || s_fail "up --scale wrs=3 runs ${#SC[@]} containers"
+"$PY" "$WORK/scale.py" agree 3 60 "${SU[@]}" >"$WORK/scale-agree.out" 2>&1 \
+    || { cat "$WORK/scale-agree.out"; s_fail "3 containers started together did not form one cluster of 3 within 60 s"; }
+s_ok "3 containers started together form one cluster: ${SU[*]} [$(s_elapsed) s]"
+
+# 2. Load.
+"$PY" "$WORK/scale.py" load "$WORK/scale-urls" "$WORK/scale-stop" "$WORK/scale-load.jsonl" 4 \
+    >"$WORK/scale-load.out" 2>&1 &
+LOAD_PID=$!
+for _ in $(seq 1 150); do
+    [ "$(grep -c '"kind": "ready"' "$WORK/scale-load.jsonl")" -ge 4 ] && break
+    kill -0 "$LOAD_PID" 2>/dev/null || break
+    sleep 0.2
+done
+[ "$(grep -c '"kind": "ready"' "$WORK/scale-load.jsonl")" -ge 4 ] \
+    || { cat "$WORK/scale-load.out"; s_fail "the load generator did not set up its 4 channels within 30 s"; }
+sleep 4
+s_ok "load running: creates every 100 ms, 4 pub-sub channels exchanging across nodes [$(s_elapsed) s]"
+
+# 3. Scale up to 5.
+event start scale-up "3 -> 5 containers (up -d --scale wrs=5)"
+scompose up -d --no-build --no-recreate --scale wrs=5 >>"$WORK/scale-up.log" 2>&1 || s_fail "up -d --scale wrs=5"
+event end scale-up
+mapfile -t SC5 < <(running); [ "${#SC5[@]}" = 5 ] || s_fail "up --scale wrs=5 runs ${#SC5[@]} containers"
+track_containers "${SC5[@]}"
+U5=(); for c in "${SC5[@]}"; do U5+=("http://$(s_ip "$c"):8080"); done
+"$PY" "$WORK/scale.py" agree 5 60 "${U5[@]}" >"$WORK/scale-agree.out" 2>&1 \
+    || { cat "$WORK/scale-agree.out"; s_fail "the two new containers did not join: no cluster of 5 within 60 s"; }
+publish_urls
+sleep 4
+s_ok "scaled to 5: all 5 agree on 5 members and one leader [$(s_elapsed) s]"
+
+# 4. Scale back down to 3: compose stops two containers (SIGTERM: they leave the cluster).
+BEFORE=("${SC[@]}")
+# compose removes the containers it stops: `docker wait` keeps their exit codes.
+WAITS=()
+for c in "${BEFORE[@]}"; do docker wait "$c" >"$WORK/scale-exit-$c" 2>/dev/null & WAITS+=($!); done
+event start scale-down "5 -> 3 containers (up -d --scale wrs=3: SIGTERM to two)"
+scompose up -d --no-build --no-recreate --scale wrs=3 >>"$WORK/scale-up.log" 2>&1 || s_fail "up -d --scale wrs=3"
+publish_urls
+event end scale-down
+[ "${#SC[@]}" = 3 ] || s_fail "up --scale wrs=3 (down from 5) runs ${#SC[@]} containers"
+STOPPED=()
+for c in "${BEFORE[@]}"; do [[ " ${SC[*]} " == *" $c "* ]] || STOPPED+=("$c"); done
+for c in "${STOPPED[@]}"; do
+    for _ in $(seq 1 50); do [ -s "$WORK/scale-exit-$c" ] && break; sleep 0.1; done
+    code=$(cat "$WORK/scale-exit-$c" 2>/dev/null || true)
+    say "    stopped container ${c:0:12}: exit code ${code:-unknown}"
+    [ "$code" = 0 ] || s_fail "container ${c:0:12}, stopped by the scale-down (SIGTERM), exited with '${code:-unknown}' (expected 0)"
+done
+for p in "${WAITS[@]}"; do kill "$p" 2>/dev/null || true; done
+rm -f "$WORK"/scale-exit-*
+"$PY" "$WORK/scale.py" agree 3 30 "${SU[@]}" >"$WORK/scale-agree.out" 2>&1 \
+    || { cat "$WORK/scale-agree.out"; s_fail "after the scale-down the 3 remaining did not agree on 3 members within 30 s"; }
+sleep 4
+s_ok "scaled back to 3: the 2 stopped containers left, 3 members agree [$(s_elapsed) s]"
+
+# 5. docker kill the leader: no leave; marked down, its channels move, it is removed.
+read -r _ L LID < <(grep '^leader' "$WORK/scale-agree.out")
+[ "${L:--1}" -ge 0 ] || s_fail "no leader among the 3 containers"
+VICTIM=${SC[$L]}; VNAME=$(s_name "$VICTIM")
+SURV=(); for i in "${!SC[@]}"; do [ "$i" = "$L" ] || SURV+=("${SU[$i]}"); done
+T_KILL=$(now_ms)
+event start kill "docker kill $VNAME (the leader, member $LID)"
+docker kill "$VICTIM" >/dev/null || s_fail "docker kill $VNAME"
+timeout 10 docker wait "$VICTIM" >/dev/null 2>&1 || true   # not "running" any more
+publish_urls
+event end kill
+"$PY" "$WORK/scale.py" gone "$LID" "$T_KILL" $(( (DOWN_AFTER + REMOVE_AFTER) / 1000 + 15 )) "${SURV[@]}" \
+    >"$WORK/scale-gone.out" 2>&1 || { cat "$WORK/scale-gone.out"; s_fail "the killed leader (member $LID) was not removed within $(( (DOWN_AFTER + REMOVE_AFTER) / 1000 + 15 )) s"; }
+DOWN_MS=$(awk '/^down / { print $2 }' "$WORK/scale-gone.out")
+REMOVED_MS=$(awk '/^removed / { print $2 }' "$WORK/scale-gone.out")
+say "    after the kill: marked down at ${DOWN_MS} ms, removed at ${REMOVED_MS} ms (WRS_NODE_DOWN_AFTER=$DOWN_AFTER, WRS_NODE_REMOVE_AFTER=$REMOVE_AFTER)"
+"$PY" "$WORK/scale.py" agree 2 15 "${SURV[@]}" >"$WORK/scale-agree.out" 2>&1 \
+    || { cat "$WORK/scale-agree.out"; s_fail "after the kill the 2 survivors do not agree on 2 members and a leader"; }
+[ "$REMOVED_MS" -le $(( DOWN_AFTER + REMOVE_AFTER + 8000 )) ] \
+    || s_fail "the killed member was removed $REMOVED_MS ms after the kill (more than WRS_NODE_DOWN_AFTER + WRS_NODE_REMOVE_AFTER + 8 s)"
+if [ "$DOWN_MS" != never ]; then
+    [ "$DOWN_MS" -le $(( DOWN_AFTER + 6000 )) ] \
+        || s_fail "the killed member was marked down $DOWN_MS ms after the kill (more than WRS_NODE_DOWN_AFTER + 6 s)"
+fi
+s_ok "kill $VNAME: survivors elect a leader, mark it down, remove it; 2 members [$(s_elapsed) s]"
+
+# 6. A replacement, as the Deployment would start: a new container, a new member.
+docker rm -f "$VICTIM" >/dev/null 2>&1 || true
+event start replace "a new container for the killed one (up -d --scale wrs=3)"
+scompose up -d --no-build --no-recreate --scale wrs=3 >>"$WORK/scale-up.log" 2>&1 || s_fail "up -d --scale wrs=3 (replacement)"
+event end replace
+mapfile -t SC3 < <(running); [ "${#SC3[@]}" = 3 ] || s_fail "the replacement: ${#SC3[@]} containers run"
+track_containers "${SC3[@]}"
+U3=(); for c in "${SC3[@]}"; do U3+=("http://$(s_ip "$c"):8080"); done
+"$PY" "$WORK/scale.py" agree 3 60 "${U3[@]}" >"$WORK/scale-agree.out" 2>&1 \
+    || { cat "$WORK/scale-agree.out"; s_fail "the replacement container did not join: no cluster of 3 within 60 s"; }
+grep -qw "$LID" <(grep '^members' "$WORK/scale-agree.out") && s_fail "the killed member $LID is back in the cluster"
+publish_urls
+sleep 5
+s_ok "replacement joined: 3 members again, the killed member $LID not among them [$(s_elapsed) s]"
+
+# 7. Stop the load; count.
+touch "$WORK/scale-stop"
+wait "$LOAD_PID" || true
+LOAD_PID=""
+phase "scale: the load generator's count ($WORK/scale-load.jsonl)"
+if ! "$PY" "$WORK/scale.py" report "$WORK/scale-events" "$WORK/scale-load.jsonl" "$DOWN_AFTER" >"$WORK/scale-report.out" 2>&1; then
+    sed 's/^/    /' "$WORK/scale-report.out"
+    save_logs
+    fail "scale: errors beyond the documented reconnects (above; every outcome is in $WORK/scale-load.jsonl)"
+fi
+sed 's/^/    /' "$WORK/scale-report.out"
+scompose down -v --timeout 5 >>"$WORK/scale-up.log" 2>&1 || s_fail "down -v"
+COMPOSE_UP=""; COMPOSE_FILE_UP=compose.yaml
+CONTAINERS=("${CONTAINERS[@]:0:$N_TRACKED}")
+[ "$(s_elapsed)" -le 240 ] || fail "scale: the stage took $(s_elapsed) s (its bound is 240 s)"
+phase "scale: PASS in $(s_elapsed) s"
+fi
+
+say "PASS: image $IMAGE ($(awk -v s="$SIZE" 'BEGIN { printf "%.1f MB", s/1e6 }')) builds, runs non-root on a read-only root fs, serves, stops cleanly on SIGTERM, forms a cluster that survives its leader's shutdown, compose.yaml's cluster survives failover and a partition, and compose.scale.yaml's scales 3 -> 5 -> 3 under load and survives a kill — $(( $(date +%s) - START )) s${ONLY:+ (WRS_CONTAINER_ONLY=$ONLY: only that stage ran)}"

@@ -446,4 +446,57 @@ mod tests {
             "a full link refuses the next frame"
         );
     }
+
+    #[actix_rt::test]
+    async fn a_full_relay_link_makes_its_sender_wait_and_queues_the_frame_once_there_is_room() {
+        // Accepts TCP but never answers the upgrade: the connect gives up after
+        // CONNECT_TIMEOUT, dropping (and counting) what was queued — which frees the budget.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = silent.local_addr().expect("addr").to_string();
+        let me = Member {
+            id: 1,
+            api: "127.0.0.1:1".into(),
+            peer: "127.0.0.1:1".into(),
+        };
+        let settings = LinkSettings {
+            secret: None,
+            frames: 1 << 16,
+            bytes: 1 << 20,
+            stall: Duration::from_secs(5),
+        };
+        let link = Link::open(
+            &actix::Arbiter::current(),
+            &me,
+            2,
+            addr,
+            settings,
+            Purpose::Relay,
+        );
+        let frame = Bytes::from(vec![7u8; 256 << 10]);
+        let accepted = (0..4).filter(|_| link.send(frame.clone(), false)).count();
+        assert_eq!(accepted, 4, "the budget holds four frames");
+        assert!(
+            !link.send(frame.clone(), false),
+            "the fifth does not fit now"
+        );
+        let lost_before = metrics::RELAY_LOST.get();
+        let mut later = Box::pin(link.send_later(frame));
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut later).await;
+        assert!(
+            early.is_err(),
+            "the sender must wait while the link is full"
+        );
+        let waited = std::time::Instant::now();
+        let queued = tokio::time::timeout(CONNECT_TIMEOUT * 3, later).await;
+        eprintln!(
+            "waited {:?} more; lost {} records",
+            waited.elapsed(),
+            metrics::RELAY_LOST.get() - lost_before
+        );
+        assert_eq!(queued, Ok(true), "queued once the budget had room");
+        assert!(
+            metrics::RELAY_LOST.get() >= lost_before + 4,
+            "the dropped frames are counted"
+        );
+    }
 }

@@ -1227,7 +1227,9 @@ if mode == "report":
         print(f"ERRORS: {len(errors)} beyond the documented reconnects; the first ones:")
         for r in errors[:12]:
             since = f"{rel(r['t0'])}..{rel(r['t'])}" if "t0" in r else rel(r["t"])
-            print(f"  at {since}: " + json.dumps({k: v for k, v in r.items() if k not in ('t', 't0')}))
+            before = sorted((e for e in events if e[1] <= r.get("t0", r["t"])), key=lambda e: e[1])
+            after = f" ({(r.get('t0', r['t']) - before[-1][1]) / 1000:.1f} s after {before[-1][0]} started)" if before else ""
+            print(f"  at {since}{after}: " + json.dumps({k: v for k, v in r.items() if k not in ('t', 't0')}))
         sys.exit(1)
     print("no errors beyond the documented reconnects")
     sys.exit(0)

@@ -12,7 +12,7 @@
 mod owner;
 mod proxy;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -253,6 +253,9 @@ pub struct Channel {
     role: Role,
     /// Counts owner changes, so a re-admission answered after the owner moved again is ignored.
     generation: u64,
+    /// Messages held while ownership moves (see `holds`), in arrival order. Each keeps its
+    /// inbox reservation, so holding is bounded in bytes and slows the senders down.
+    held: VecDeque<Publish>,
     idle: Recipient<ChannelIdle>,
     closed: bool,
 }
@@ -269,6 +272,10 @@ const NEW_CLIENT_TRIES: u32 = 8;
 const READMIT_TRIES: u32 = 40;
 /// Pause between two tries.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// How long a node that has just become a channel's owner holds its messages before routing
+/// them, so the other nodes' clients (re-admitted as each node applies the change, within a
+/// heartbeat or two) are there to receive them.
+const TAKEOVER_GRACE: Duration = Duration::from_millis(500);
 
 impl Channel {
     /// `owner`: the node that sequences the channel, `None` for this node.
@@ -300,6 +307,7 @@ impl Channel {
             },
             role,
             generation: 0,
+            held: VecDeque::new(),
             idle,
             closed: false,
         }
@@ -371,7 +379,11 @@ impl Channel {
             return;
         };
         let (owner, generation) = (proxy.owner, self.generation);
-        for id in proxy.ids() {
+        let ids = proxy.ids();
+        if let Role::Proxy(proxy) = &mut self.role {
+            proxy.hold_until_admitted(&ids);
+        }
+        for id in ids {
             let join = admit(
                 Arc::clone(&self.shared.peers),
                 owner,
@@ -379,24 +391,79 @@ impl Channel {
                 id.clone(),
                 READMIT_TRIES,
             );
-            ctx.spawn(
-                async move { join.await.map_err(|e| (id, e)) }
-                    .into_actor(self)
-                    .map(move |res, act, _| {
-                        let Err((id, e)) = res else { return };
-                        if act.generation != generation {
-                            return; // the owner moved again; that move re-admits it
-                        }
-                        if let Role::Proxy(proxy) = &mut act.role {
-                            log::info!(
-                                "channel {}: client {id} lost its seat: {e:?}",
-                                act.shared.id
-                            );
-                            proxy.lost_seat(&act.shared, &id);
-                        }
-                    }),
-            );
+            ctx.spawn(join.into_actor(self).map(move |res, act, ctx| {
+                if act.generation != generation {
+                    return; // the owner moved again; that move re-admits it
+                }
+                let Role::Proxy(proxy) = &mut act.role else {
+                    return;
+                };
+                match res {
+                    Ok(()) => proxy.admitted(&id),
+                    Err(e) => {
+                        log::info!(
+                            "channel {}: client {id} lost its seat: {e:?}",
+                            act.shared.id
+                        );
+                        proxy.lost_seat(&act.shared, &id);
+                    }
+                }
+                // Its messages held meanwhile go now, in order.
+                act.flush_held(ctx);
+            }));
         }
+    }
+
+    /// Whether a message from `from` must wait: this node has just become the owner (the
+    /// others' clients are still being re-admitted), or `from` is being re-admitted at a new
+    /// owner (sent now, the message would reach an owner that does not know its sender yet).
+    fn holds(&self, from: &ClientId) -> bool {
+        match &self.role {
+            Role::Owner(owner) => owner.settling,
+            Role::Proxy(proxy) => proxy.is_pending(from),
+        }
+    }
+
+    /// Routes one message (owner) or forwards it (proxy).
+    fn route(&mut self, msg: Publish) {
+        let now = Instant::now();
+        self.shared.round.now = now;
+        match &mut self.role {
+            Role::Owner(owner) => {
+                if !owner.has(&msg.from) {
+                    // Already removed (slow consumer, closing), or a client of a node this
+                    // owner forgot (down, or its seat moved): the message is lost, and counted.
+                    self.shared.counters.dropped.inc();
+                    return;
+                }
+                self.shared.stats.touch(now);
+                owner.publish(&mut self.shared, msg);
+            }
+            Role::Proxy(proxy) => {
+                // A message from a client this node does not know came from a node that still
+                // takes this one for the owner: the owner it knows gets it instead of a loss.
+                if proxy.has(&msg.from) {
+                    self.shared.stats.touch(now);
+                }
+                proxy.publish(&mut self.shared, msg);
+            }
+        }
+    }
+
+    /// Routes the held messages that may go now, in order; the others keep waiting.
+    fn flush_held(&mut self, ctx: &mut Context<Self>) {
+        if self.held.is_empty() {
+            return;
+        }
+        let held = std::mem::take(&mut self.held);
+        for msg in held {
+            if self.holds(&msg.from) {
+                self.held.push_back(msg);
+            } else {
+                self.route(msg);
+            }
+        }
+        self.pace(ctx);
     }
 
     /// Closes this node's clients (other nodes close theirs from the same Raft commit).
@@ -522,22 +589,11 @@ impl Handler<Publish> for Channel {
     type Result = ();
 
     fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) {
-        let known = match &self.role {
-            Role::Owner(owner) => owner.has(&msg.from),
-            Role::Proxy(proxy) => proxy.has(&msg.from),
-        };
-        if !known {
-            // Already removed (slow consumer, closing), or a client of a node this owner
-            // forgot (down, or its seat moved): the message is lost, and counted.
-            self.shared.counters.dropped.inc();
+        if self.holds(&msg.from) {
+            self.held.push_back(msg);
             return;
         }
-        self.shared.round.now = Instant::now();
-        self.shared.stats.touch(self.shared.round.now);
-        match &mut self.role {
-            Role::Owner(owner) => owner.publish(&mut self.shared, msg),
-            Role::Proxy(proxy) => proxy.publish(&mut self.shared, msg),
-        }
+        self.route(msg);
         self.pace(ctx);
     }
 }
@@ -590,10 +646,27 @@ impl Handler<Topology> for Channel {
         };
         self.shared.set_count(locals.len());
         match msg.owner {
-            None => self.role = Role::Owner(Owner::with_locals(locals)),
+            None => {
+                let mut owner = Owner::with_locals(locals);
+                owner.settling = true;
+                self.role = Role::Owner(owner);
+                let generation = self.generation;
+                ctx.run_later(TAKEOVER_GRACE, move |act, ctx| {
+                    if act.generation != generation {
+                        return;
+                    }
+                    if let Role::Owner(owner) = &mut act.role {
+                        owner.settling = false;
+                    }
+                    act.flush_held(ctx);
+                });
+            }
             Some(node) => {
                 self.role = Role::Proxy(Proxy::new(node, locals));
                 self.readmit_locals(ctx);
+                // What an earlier role held: messages of other nodes' clients go to the new
+                // owner; this node's clients' wait for their re-admission.
+                self.flush_held(ctx);
             }
         }
     }

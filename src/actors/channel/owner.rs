@@ -26,6 +26,9 @@ enum Sink {
 
 #[derive(Default)]
 pub struct Owner {
+    /// Just took the channel over: messages are held until the other nodes' clients had a
+    /// moment to be re-admitted (`TAKEOVER_GRACE`).
+    pub settling: bool,
     queue: ClientQueue<ClientId>,
     clients: HashMap<ClientId, Sink>,
     /// Remote recipients of the message being routed, grouped by node.

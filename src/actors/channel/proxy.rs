@@ -2,7 +2,7 @@
 //! (their outboxes), has the owner admit them, forwards their messages and leaves to the owner,
 //! and pushes the frames the owner routes to them into their outboxes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{DeliverLocal, Publish, Shared};
@@ -16,11 +16,30 @@ pub struct Proxy {
     /// The node that sequences the channel.
     pub owner: u64,
     clients: HashMap<ClientId, Arc<Outbox>>,
+    /// Clients being re-admitted at the owner: their messages wait until it knows them.
+    pending: HashSet<ClientId>,
 }
 
 impl Proxy {
     pub fn new(owner: u64, clients: HashMap<ClientId, Arc<Outbox>>) -> Proxy {
-        Proxy { owner, clients }
+        Proxy {
+            owner,
+            clients,
+            pending: HashSet::new(),
+        }
+    }
+
+    /// These clients are being re-admitted: hold their messages until `admitted`.
+    pub fn hold_until_admitted(&mut self, ids: &[ClientId]) {
+        self.pending = ids.iter().cloned().collect();
+    }
+
+    pub fn admitted(&mut self, id: &ClientId) {
+        self.pending.remove(id);
+    }
+
+    pub fn is_pending(&self, id: &ClientId) -> bool {
+        self.pending.contains(id)
     }
 
     pub fn ids(&self) -> Vec<ClientId> {
@@ -40,6 +59,7 @@ impl Proxy {
 
     /// Forgets a client the owner did not admit (the owner never counted it).
     pub fn forget(&mut self, shared: &Shared, id: &ClientId) {
+        self.pending.remove(id);
         if self.clients.remove(id).is_some() {
             metrics::CLIENTS.dec();
             shared.set_count(self.clients.len());

@@ -440,11 +440,15 @@ impl Channel {
                 owner.publish(&mut self.shared, msg);
             }
             Role::Proxy(proxy) => {
-                // A message from a client this node does not know came from a node that still
-                // takes this one for the owner: the owner it knows gets it instead of a loss.
-                if proxy.has(&msg.from) {
-                    self.shared.stats.touch(now);
+                if !proxy.has(&msg.from) {
+                    // A client this node does not know: one that left, or one of a node that
+                    // still takes this node for the owner. Forwarding it to the new owner
+                    // could overtake its sender's later messages, which go there directly;
+                    // a message is lost (and counted) rather than delivered out of order.
+                    self.shared.counters.dropped.inc();
+                    return;
                 }
+                self.shared.stats.touch(now);
                 proxy.publish(&mut self.shared, msg);
             }
         }

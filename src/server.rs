@@ -127,12 +127,13 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
         own_addrs: own,
     };
     let (node, me_at_start, down_after) = (raft.clone(), me.clone(), config.node_down_after);
+    let leaving = Arc::clone(&shutting_down);
     actix_rt::spawn(async move {
         tokio::time::sleep(delay).await;
         let mut discovery = discovery;
         discovery.own_addrs =
             cluster::membership::discover(&discovery, me_at_start, &node, true).await;
-        cluster::membership::watch(discovery, node, down_after).await;
+        cluster::membership::watch(discovery, node, down_after, leaving).await;
     });
 
     let stop = async move {

@@ -265,32 +265,9 @@ async fn http(
     path: &str,
     body: Option<&Value>,
 ) -> Result<(u16, Vec<u8>), String> {
-    let m = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
-    let req = client
-        .request(m, format!("http://127.0.0.1:{port}{path}"))
-        .timeout(REQ_LIMIT);
-    let fut = async {
-        let mut res = match body {
-            Some(b) => req
-                .insert_header(("content-type", "application/json"))
-                .send_body(b.to_string())
-                .await
-                .map_err(|e| format!("{e}"))?,
-            None => req.send().await.map_err(|e| format!("{e}"))?,
-        };
-        let status = res.status().as_u16();
-        let body = res
-            .body()
-            .limit(MAX_FRAME)
-            .await
-            .map_err(|e| format!("body: {e}"))?
-            .to_vec();
-        Ok((status, body))
-    };
-    match tokio::time::timeout(REQ_LIMIT + Duration::from_millis(500), fut).await {
-        Ok(r) => r,
-        Err(_) => Err("timeout".into()),
-    }
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let res = request_with(client, &url, method, body, REQ_LIMIT).await?;
+    Ok((res.status, res.body))
 }
 
 async fn ws_connect(
@@ -301,17 +278,7 @@ async fn ws_connect(
     limit: Duration,
 ) -> Result<Ws, String> {
     let url = format!("ws://127.0.0.1:{port}{}", Server::connect_path(id, token));
-    let fut = client.ws(url).max_frame_size(MAX_FRAME).connect();
-    match tokio::time::timeout(limit, fut).await {
-        Err(_) => Err("connect timed out".into()),
-        Ok(Err(e)) => Err(format!("{e}")),
-        Ok(Ok((res, io))) => {
-            if res.status().as_u16() != 101 {
-                return Err(format!("status {}", res.status()));
-            }
-            Ok(Ws::new(io))
-        }
-    }
+    ws_with(client, &url, None, limit).await
 }
 
 /// Connect to the channel on `prefer` (or, every other try or while it is faulty, on another
@@ -466,17 +433,17 @@ fn short(why: &str) -> String {
     why.chars().take(40).collect()
 }
 
+/// Pair `k`'s channel id, token, and the node one of its ends prefers (`home`).
+fn pair_channel(st: &Shared, k: usize, home: impl Fn(&Pair) -> usize) -> (String, String, usize) {
+    let s = st.borrow();
+    let p = &s.pairs[k];
+    (p.id.clone(), p.token.clone(), home(p))
+}
+
 async fn publisher(st: Shared, k: usize, seed: u64) {
     let client = http_client(false);
     let mut rng = Rng::new(seed);
-    let (id, token, home) = {
-        let s = st.borrow();
-        (
-            s.pairs[k].id.clone(),
-            s.pairs[k].token.clone(),
-            s.pairs[k].pub_home,
-        )
-    };
+    let (id, token, home) = pair_channel(&st, k, |p| p.pub_home);
     let mut ws: Option<(Ws, usize)> = None;
     let mut seq = 0u64;
     loop {
@@ -521,14 +488,7 @@ async fn publisher(st: Shared, k: usize, seed: u64) {
 async fn subscriber(st: Shared, k: usize, seed: u64) {
     let client = http_client(false);
     let mut rng = Rng::new(seed);
-    let (id, token, home) = {
-        let s = st.borrow();
-        (
-            s.pairs[k].id.clone(),
-            s.pairs[k].token.clone(),
-            s.pairs[k].sub_home,
-        )
-    };
+    let (id, token, home) = pair_channel(&st, k, |p| p.sub_home);
     let mut ws: Option<(Ws, usize)> = None;
     loop {
         if st.borrow().stop_messaging {

@@ -295,6 +295,9 @@ async fn ghost_seats_are_freed_after_a_sigterm_and_after_a_kill() {
     let holder = (0..3).find(|i| *i != leader).expect("a follower");
     seats_freed(&mut c, holder, leader, "sigterm", Duration::from_secs(5)).await;
     let _ = c.nodes[holder].wait_exit(Duration::from_secs(10)).await;
+    // It left for good: its own removal is no reason to join again on the way out.
+    let views = wait_one_cluster(&c.others(&[holder]), FORM).await;
+    assert_eq!(view_ids(&views[0]).len(), 2, "{}", views[0]);
 
     // A crashed node's seats: within down-after + 5 s.
     let mut c = Cluster::start(3, &env).await;

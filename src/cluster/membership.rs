@@ -6,6 +6,8 @@
 
 use std::collections::BTreeSet;
 use std::net::ToSocketAddrs;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
@@ -280,7 +282,15 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// has heard from no leader for `down_after` and the cluster's leader — asked through
 /// `WRS_JOIN` — no longer lists it, it takes a new id and joins again. That is how a node that
 /// was stopped or cut off past `WRS_NODE_REMOVE_AFTER` comes back by itself.
-pub async fn watch(d: Discovery, node: Addr<RaftNode>, down_after: Duration) {
+///
+/// It ends when `leaving` is set: a node shutting down removes itself, and must not take that
+/// for a reason to join again.
+pub async fn watch(
+    d: Discovery,
+    node: Addr<RaftNode>,
+    down_after: Duration,
+    leaving: Arc<AtomicBool>,
+) {
     if d.join.is_empty() {
         return;
     }
@@ -288,6 +298,9 @@ pub async fn watch(d: Discovery, node: Addr<RaftNode>, down_after: Duration) {
     let mut lonely_since: Option<Instant> = None;
     loop {
         actix_rt::time::sleep(WATCH_EVERY).await;
+        if leaving.load(Ordering::Relaxed) {
+            return;
+        }
         let Ok(view) = node.send(GetView).await else {
             return;
         };
@@ -300,7 +313,7 @@ pub async fn watch(d: Discovery, node: Addr<RaftNode>, down_after: Duration) {
             let since = *lonely_since.get_or_insert_with(Instant::now);
             since.elapsed() >= down_after && !counted_by_leader(&d, view.id).await
         };
-        if removed {
+        if removed && !leaving.load(Ordering::Relaxed) {
             let me = match node.send(Rejoin).await {
                 Ok(me) => me,
                 Err(_) => return,

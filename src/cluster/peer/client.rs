@@ -407,9 +407,9 @@ pub async fn post<B: Serialize, R: DeserializeOwned>(
 mod tests {
     use super::*;
 
-    #[actix_rt::test]
-    async fn a_link_to_a_peer_that_never_answers_queues_at_most_its_byte_budget() {
-        // Accepts TCP connections (the kernel's backlog) but never answers the upgrade.
+    /// A relay link of `budget` bytes to a peer that accepts TCP connections (the kernel's
+    /// backlog) but never answers the upgrade; the listener must be kept alive.
+    fn silent_link(budget: usize) -> (Link, std::net::TcpListener) {
         let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = silent.local_addr().expect("addr").to_string();
         let me = Member {
@@ -417,20 +417,27 @@ mod tests {
             api: "127.0.0.1:1".into(),
             peer: "127.0.0.1:1".into(),
         };
-        let budget = 4 << 20;
+        let settings = LinkSettings {
+            secret: None,
+            frames: 1 << 16,
+            bytes: budget,
+            stall: Duration::from_secs(5),
+        };
         let link = Link::open(
             &actix::Arbiter::current(),
             &me,
             2,
             addr,
-            LinkSettings {
-                secret: None,
-                frames: 1 << 16,
-                bytes: budget,
-                stall: Duration::from_secs(5),
-            },
+            settings,
             Purpose::Relay,
         );
+        (link, silent)
+    }
+
+    #[actix_rt::test]
+    async fn a_link_to_a_peer_that_never_answers_queues_at_most_its_byte_budget() {
+        let budget = 4 << 20;
+        let (link, _silent) = silent_link(budget);
         let frame = Bytes::from(vec![7u8; 256 << 10]);
         let accepted = (0..64).filter(|_| link.send(frame.clone(), false)).count();
         let queued = link.queued_bytes();
@@ -449,29 +456,9 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_full_relay_link_makes_its_sender_wait_and_queues_the_frame_once_there_is_room() {
-        // Accepts TCP but never answers the upgrade: the connect gives up after
-        // CONNECT_TIMEOUT, dropping (and counting) what was queued — which frees the budget.
-        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = silent.local_addr().expect("addr").to_string();
-        let me = Member {
-            id: 1,
-            api: "127.0.0.1:1".into(),
-            peer: "127.0.0.1:1".into(),
-        };
-        let settings = LinkSettings {
-            secret: None,
-            frames: 1 << 16,
-            bytes: 1 << 20,
-            stall: Duration::from_secs(5),
-        };
-        let link = Link::open(
-            &actix::Arbiter::current(),
-            &me,
-            2,
-            addr,
-            settings,
-            Purpose::Relay,
-        );
+        // The connect gives up after CONNECT_TIMEOUT, dropping (and counting) what was
+        // queued — which frees the budget.
+        let (link, _silent) = silent_link(1 << 20);
         let frame = Bytes::from(vec![7u8; 256 << 10]);
         let accepted = (0..4).filter(|_| link.send(frame.clone(), false)).count();
         assert_eq!(accepted, 4, "the budget holds four frames");

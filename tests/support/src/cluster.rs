@@ -81,39 +81,9 @@ impl Server {
         body: Option<&Value>,
         limit: Duration,
     ) -> Result<Resp, String> {
-        let m = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
-        let req = self.client.request(m, self.url(path)).timeout(limit);
-        let fut = async {
-            let mut res = match body {
-                Some(b) => req
-                    .insert_header(("content-type", "application/json"))
-                    .send_body(b.to_string())
-                    .await
-                    .map_err(|e| format!("{method} {path}: {e}"))?,
-                None => req
-                    .send()
-                    .await
-                    .map_err(|e| format!("{method} {path}: {e}"))?,
-            };
-            let status = res.status().as_u16();
-            let headers = header_list(res.headers());
-            let body = res
-                .body()
-                .limit(MAX_FRAME)
-                .await
-                .map_err(|e| format!("{method} {path}: body: {e}"))?
-                .to_vec();
-            Ok(Resp {
-                what: format!("{method} {path} on {}", self.address()),
-                status,
-                headers,
-                body,
-            })
-        };
-        match tokio::time::timeout(limit + Duration::from_secs(1), fut).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("{method} {path}: no answer within {limit:?}")),
-        }
+        let mut res = request_with(&self.client, &self.url(path), method, body, limit).await?;
+        res.what = format!("{method} {path} on {}", self.address());
+        Ok(res)
     }
 
     /// `GET /cluster` → `data`, or None when the node does not answer (in time) or not with 200.
@@ -156,6 +126,50 @@ impl Server {
             .collect();
         ids.sort();
         ids
+    }
+}
+
+/// A request through `client` to a full `url` that may fail (connection refused, timeout)
+/// without panicking; for load generators that address nodes by port, not by `Server`.
+pub async fn request_with(
+    client: &awc::Client,
+    url: &str,
+    method: &str,
+    body: Option<&Value>,
+    limit: Duration,
+) -> Result<Resp, String> {
+    let m = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
+    let req = client.request(m, url).timeout(limit);
+    let fut = async {
+        let mut res = match body {
+            Some(b) => req
+                .insert_header(("content-type", "application/json"))
+                .send_body(b.to_string())
+                .await
+                .map_err(|e| format!("{method} {url}: {e}"))?,
+            None => req
+                .send()
+                .await
+                .map_err(|e| format!("{method} {url}: {e}"))?,
+        };
+        let status = res.status().as_u16();
+        let headers = header_list(res.headers());
+        let body = res
+            .body()
+            .limit(MAX_FRAME)
+            .await
+            .map_err(|e| format!("{method} {url}: body: {e}"))?
+            .to_vec();
+        Ok(Resp {
+            what: format!("{method} {url}"),
+            status,
+            headers,
+            body,
+        })
+    };
+    match tokio::time::timeout(limit + Duration::from_secs(1), fut).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("{method} {url}: no answer within {limit:?}")),
     }
 }
 

@@ -25,21 +25,7 @@ impl Server {
     /// Open a WebSocket to a full `ws://`/`wss://` URL, optionally sending an `Origin` header
     /// as a browser does.
     pub async fn try_ws_url(&self, url: &str, origin: Option<&str>) -> Result<Ws, String> {
-        let mut req = self.client.ws(url).max_frame_size(MAX_FRAME);
-        if let Some(origin) = origin {
-            req = req.origin(origin);
-        }
-        let fut = req.connect();
-        match tokio::time::timeout(Duration::from_secs(10), fut).await {
-            Err(_) => Err("websocket connect timed out".into()),
-            Ok(Err(e)) => Err(format!("{e}")),
-            Ok(Ok((res, io))) => {
-                if res.status().as_u16() != 101 {
-                    return Err(format!("status {}", res.status()));
-                }
-                Ok(Ws::new(io))
-            }
-        }
+        ws_with(&self.client, url, origin, Duration::from_secs(10)).await
     }
 
     pub async fn ws(&self, path: &str) -> Ws {
@@ -62,6 +48,30 @@ impl Server {
         }
         self.wait_clients(id, before + n as i64, WAIT).await;
         v
+    }
+}
+
+/// Opens a WebSocket through `client` to a full URL within `limit`, optionally with an
+/// `Origin`; for load generators that address nodes by port, not by `Server`.
+pub async fn ws_with(
+    client: &awc::Client,
+    url: &str,
+    origin: Option<&str>,
+    limit: Duration,
+) -> Result<Ws, String> {
+    let mut req = client.ws(url).max_frame_size(MAX_FRAME);
+    if let Some(origin) = origin {
+        req = req.origin(origin);
+    }
+    match tokio::time::timeout(limit, req.connect()).await {
+        Err(_) => Err("websocket connect timed out".into()),
+        Ok(Err(e)) => Err(format!("{e}")),
+        Ok(Ok((res, io))) => {
+            if res.status().as_u16() != 101 {
+                return Err(format!("status {}", res.status()));
+            }
+            Ok(Ws::new(io))
+        }
     }
 }
 

@@ -86,7 +86,6 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
         registry.clone(),
         raft.clone(),
         relay,
-        me.clone(),
     ));
     let shutting_down = Arc::clone(&state.shutting_down);
     let server = api::serve(state)?;

@@ -25,14 +25,12 @@ use crate::cluster::node::RaftNode;
 use crate::cluster::relay::Relay;
 use crate::config::{Config, Tls};
 use crate::error::ApiError;
-use crate::model::Member;
 
 pub struct AppState {
     pub config: Arc<Config>,
     pub registry: Addr<Registry>,
     pub cluster: Addr<RaftNode>,
     pub relay: Arc<Relay>,
-    pub me: Member,
     pub auth: Option<auth::AuthPolicy>,
     pub session_limits: SessionLimits,
     pub shutting_down: Arc<AtomicBool>,
@@ -46,7 +44,6 @@ impl AppState {
         registry: Addr<Registry>,
         cluster: Addr<RaftNode>,
         relay: Arc<Relay>,
-        me: Member,
     ) -> AppState {
         AppState {
             auth: config.auth.then(|| auth::AuthPolicy {
@@ -63,7 +60,6 @@ impl AppState {
             registry,
             cluster,
             relay,
-            me,
             shutting_down: Arc::new(AtomicBool::new(false)),
         }
     }

@@ -10,12 +10,14 @@
 //! - `token`, `config`, `metrics`, `body` — ids and tokens, the `WRS_*` configuration, the
 //!   Prometheus registry, bounded request bodies.
 //! - `actors` — the message path of one node: `registry` (channel id → channel actor),
-//!   `channel` (sequences one channel, or forwards to its owner), `session` + `outbox` (one
+//!   `channel` (one actor per channel in one of two roles: `owner` sequences it, `proxy`
+//!   forwards this node's clients to the owner), `session` + `outbox` (one
 //!   WebSocket client), the pure `pattern` and `subprotocol`, and `peers`: the trait through
 //!   which a channel reaches other nodes without naming the cluster.
-//! - `cluster` — Raft (`core`: consensus as pure state, tested in a simulated network by
-//!   `harness`; `node`: the actor that gives it ticks, links and callers; `state`, `storage`),
-//!   membership and discovery, the cross-node relay and the peer port. It drives the actors (mirrors commits into the registry) and
+//! - `cluster` — Raft (`core`: consensus and the failure detector as pure state, tested in a
+//!   simulated network by `harness`; `node`: the actor that gives it ticks, links and callers;
+//!   `state`, `storage`), membership, discovery and rejoin, the cross-node relay and the peer
+//!   port. It drives the actors (mirrors commits into the registry) and
 //!   implements `actors::peers::Peers`.
 //! - `api` — the actix-web application: REST, the WebSocket upgrade, pages, auth.
 //! - `server` — wires all of it into one running node.

@@ -440,6 +440,26 @@ fn pair_channel(st: &Shared, k: usize, home: impl Fn(&Pair) -> usize) -> (String
     (p.id.clone(), p.token.clone(), home(p))
 }
 
+/// A pair end's socket and the node it is on, (re)connected when there is none; `None` once
+/// messaging stops.
+async fn socket<'a>(
+    ws: &'a mut Option<(Ws, usize)>,
+    st: &Shared,
+    client: &awc::Client,
+    rng: &mut Rng,
+    home: usize,
+    id: &str,
+    token: &str,
+) -> Option<(&'a mut Ws, usize)> {
+    if st.borrow().stop_messaging {
+        return None;
+    }
+    if ws.is_none() {
+        *ws = connect_somewhere(st, client, rng, home, id, token).await;
+    }
+    ws.as_mut().map(|(w, node)| (w, *node))
+}
+
 async fn publisher(st: Shared, k: usize, seed: u64) {
     let client = http_client(false);
     let mut rng = Rng::new(seed);
@@ -447,17 +467,10 @@ async fn publisher(st: Shared, k: usize, seed: u64) {
     let mut ws: Option<(Ws, usize)> = None;
     let mut seq = 0u64;
     loop {
-        if st.borrow().stop_messaging {
+        let Some((w, node)) = socket(&mut ws, &st, &client, &mut rng, home, &id, &token).await
+        else {
             return;
-        }
-        if ws.is_none() {
-            ws = connect_somewhere(&st, &client, &mut rng, home, &id, &token).await;
-            if ws.is_none() {
-                return;
-            }
-        }
-        let (w, node) = ws.as_mut().expect("socket");
-        let node = *node;
+        };
         match w
             .try_send(Message::Text(format!("seq:{}", seq + 1).into()))
             .await
@@ -491,17 +504,10 @@ async fn subscriber(st: Shared, k: usize, seed: u64) {
     let (id, token, home) = pair_channel(&st, k, |p| p.sub_home);
     let mut ws: Option<(Ws, usize)> = None;
     loop {
-        if st.borrow().stop_messaging {
+        let Some((w, node)) = socket(&mut ws, &st, &client, &mut rng, home, &id, &token).await
+        else {
             return;
-        }
-        if ws.is_none() {
-            ws = connect_somewhere(&st, &client, &mut rng, home, &id, &token).await;
-            if ws.is_none() {
-                return;
-            }
-        }
-        let (w, node) = ws.as_mut().expect("socket");
-        let node = *node;
+        };
         match w.next_event(Duration::from_millis(200)).await {
             None => {}
             Some(Msg::Text(t)) => {

@@ -141,7 +141,7 @@ pub async fn request_with(
     let m = awc::http::Method::from_bytes(method.as_bytes()).expect("method");
     let req = client.request(m, url).timeout(limit);
     let fut = async {
-        let mut res = match body {
+        let res = match body {
             Some(b) => req
                 .insert_header(("content-type", "application/json"))
                 .send_body(b.to_string())
@@ -152,20 +152,7 @@ pub async fn request_with(
                 .await
                 .map_err(|e| format!("{method} {url}: {e}"))?,
         };
-        let status = res.status().as_u16();
-        let headers = header_list(res.headers());
-        let body = res
-            .body()
-            .limit(MAX_FRAME)
-            .await
-            .map_err(|e| format!("{method} {url}: body: {e}"))?
-            .to_vec();
-        Ok(Resp {
-            what: format!("{method} {url}"),
-            status,
-            headers,
-            body,
-        })
+        read_response(res, format!("{method} {url}")).await
     };
     match tokio::time::timeout(limit + Duration::from_secs(1), fut).await {
         Ok(r) => r,

@@ -39,6 +39,27 @@ pub(crate) fn header_list(headers: &awc::http::header::HeaderMap) -> Vec<(String
         .collect()
 }
 
+/// Reads an answer (status, headers, body up to `MAX_FRAME`) into a `Resp` named `what`.
+pub async fn read_response<S>(mut res: awc::ClientResponse<S>, what: String) -> Result<Resp, String>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+{
+    let status = res.status().as_u16();
+    let headers = header_list(res.headers());
+    let body = res
+        .body()
+        .limit(MAX_FRAME)
+        .await
+        .map_err(|e| format!("{what}: reading body failed: {e}"))?
+        .to_vec();
+    Ok(Resp {
+        what,
+        status,
+        headers,
+        body,
+    })
+}
+
 impl Server {
     /// Any request; `body` is sent as is (no content type unless given in `headers`).
     pub async fn request(
@@ -57,21 +78,10 @@ impl Server {
             Some(b) => req.send_body(b).await,
             None => req.send().await,
         };
-        let mut res = sent.unwrap_or_else(|e| panic!("{method} {path}: request failed: {e}"));
-        let status = res.status().as_u16();
-        let headers = header_list(res.headers());
-        let body = res
-            .body()
-            .limit(MAX_FRAME)
+        let res = sent.unwrap_or_else(|e| panic!("{method} {path}: request failed: {e}"));
+        read_response(res, format!("{method} {path}"))
             .await
-            .unwrap_or_else(|e| panic!("{method} {path}: reading body failed: {e}"))
-            .to_vec();
-        Resp {
-            what: format!("{method} {path}"),
-            status,
-            headers,
-            body,
-        }
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub async fn get(&self, path: &str) -> Resp {

@@ -350,6 +350,55 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import websocket' 2>/
         || fail "pip install websocket-client failed (see $WORK/pip.log)"
 fi
 PY=$VENV/bin/python
+# What compose.py and scale.py share: HTTP without dependencies, a node's GET /cluster, and
+# "agree" (every node sees the same cluster of WANT members). Both import it from $WORK.
+cat >"$WORK/views.py" <<'EOF'
+import json, sys, time, urllib.request, urllib.error
+
+def http(method, url, body=None, timeout=10):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except (OSError, ValueError) as e:
+        return None, str(e)
+
+def view(url):
+    status, body = http("GET", url + "/cluster", timeout=3)
+    try:
+        return json.loads(body)["data"] if status == 200 else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+def agree(argv, same_members):
+    # agree WANT SECONDS URL...: every node reports WANT members and the same leader (and,
+    # with same_members, the same member ids). Prints "leader <index in URL list> <leader id>",
+    # "ids <id of each node>", "members <ids>"; exits 0, or 1 with what was seen.
+    want, secs, urls = int(argv[0]), float(argv[1]), argv[2:]
+    deadline, views = time.time() + secs, []
+    while time.time() < deadline:
+        views = [view(u) for u in urls]
+        if all(v and v["leader"] is not None and len(v["nodes"]) == want for v in views) \
+                and len({v["leader"] for v in views}) == 1 \
+                and (not same_members
+                     or len({tuple(sorted(n["id"] for n in v["nodes"])) for v in views}) == 1):
+            ids = [v["id"] for v in views]
+            leader = views[0]["leader"]
+            print(f"leader {ids.index(leader) if leader in ids else -1} {leader}")
+            print("ids " + " ".join(str(i) for i in ids))
+            print("members " + " ".join(str(n["id"]) for n in views[0]["nodes"]))
+            sys.exit(0)
+        time.sleep(0.3)
+    print("leaders seen " + json.dumps([(v or {}).get("leader") for v in views]) + ", member counts "
+          + json.dumps([len((v or {}).get("nodes", [])) for v in views]) + ", members "
+          + json.dumps([sorted((n["id"], n.get("state")) for n in (v or {}).get("nodes", [])) for v in views]))
+    sys.exit(1)
+EOF
+
 ONLY=${WRS_CONTAINER_ONLY:-}
 case "$ONLY" in ""|scale) ;; *) fail "WRS_CONTAINER_ONLY='$ONLY': the only stage that runs alone is 'scale'";; esac
 if [ "$ONLY" != scale ]; then   # sections 3-6; WRS_CONTAINER_ONLY=scale skips them
@@ -642,47 +691,13 @@ post_inside() {   # CONTAINER
 }
 
 cat >"$WORK/compose.py" <<'EOF'
-import json, sys, time, urllib.request, urllib.error
+import json, sys, time
 import websocket
-
-def http(method, url, body=None, timeout=10):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError as e:
-        return None, str(e)
-
-def view(url):
-    status, body = http("GET", url + "/cluster", timeout=3)
-    try:
-        return json.loads(body)["data"] if status == 200 else None
-    except ValueError:
-        return None
+from views import http, agree
 
 mode = sys.argv[1]
 if mode == "agree":
-    # agree WANT SECONDS URL...: every node reports WANT members and the same leader.
-    # Prints "leader <index in URL list> <leader id>" and "ids <id of each node>".
-    want, secs, urls = int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
-    deadline, views = time.time() + secs, []
-    while time.time() < deadline:
-        views = [view(u) for u in urls]
-        if all(v and v["leader"] is not None and len(v["nodes"]) == want for v in views) \
-                and len({v["leader"] for v in views}) == 1:
-            ids = [v["id"] for v in views]
-            leader = views[0]["leader"]
-            print(f"leader {ids.index(leader) if leader in ids else -1} {leader}")
-            print("ids " + " ".join(str(i) for i in ids))
-            sys.exit(0)
-        time.sleep(0.3)
-    print("views " + json.dumps([(v or {}).get("leader") for v in views]) + " sizes "
-          + json.dumps([len((v or {}).get("nodes", [])) for v in views]))
-    sys.exit(1)
+    agree(sys.argv[2:], same_members=False)
 
 if mode == "create":
     # create URL SECONDS: POST a pub-sub channel, retrying until 201. Prints "<id> <connect>".
@@ -895,54 +910,21 @@ track_containers() {   # make fail() show their logs
 }
 
 cat >"$WORK/scale.py" <<'EOF'
-import json, os, random, sys, threading, time, urllib.request, urllib.error
+import functools, json, os, random, sys, threading, time
 import websocket
+import views
+from views import view
+
+# The load's requests give up sooner than compose.py's.
+http = functools.partial(views.http, timeout=5)
 
 def now_ms():
     return int(time.time() * 1000)
 
-def http(method, url, body=None, timeout=5):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except (OSError, ValueError) as e:
-        return None, str(e)
-
-def view(url):
-    status, body = http("GET", url + "/cluster", timeout=3)
-    try:
-        return json.loads(body)["data"] if status == 200 else None
-    except (ValueError, KeyError, TypeError):
-        return None
-
 mode = sys.argv[1]
 
 if mode == "agree":
-    # agree WANT SECONDS URL...: every node reports WANT members and the same leader.
-    # Prints "leader <index in URL list> <leader id>", "ids <id of each node>", "members <ids>".
-    want, secs, urls = int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
-    deadline, views = time.time() + secs, []
-    while time.time() < deadline:
-        views = [view(u) for u in urls]
-        if all(v and v["leader"] is not None and len(v["nodes"]) == want for v in views) \
-                and len({v["leader"] for v in views}) == 1 \
-                and len({tuple(sorted(n["id"] for n in v["nodes"])) for v in views}) == 1:
-            ids = [v["id"] for v in views]
-            leader = views[0]["leader"]
-            print(f"leader {ids.index(leader) if leader in ids else -1} {leader}")
-            print("ids " + " ".join(str(i) for i in ids))
-            print("members " + " ".join(str(n["id"]) for n in views[0]["nodes"]))
-            sys.exit(0)
-        time.sleep(0.3)
-    print("leaders seen " + json.dumps([(v or {}).get("leader") for v in views]) + ", member counts "
-          + json.dumps([len((v or {}).get("nodes", [])) for v in views]) + ", members "
-          + json.dumps([sorted((n["id"], n.get("state")) for n in (v or {}).get("nodes", [])) for v in views]))
-    sys.exit(1)
+    views.agree(sys.argv[2:], same_members=True)
 
 if mode == "gone":
     # gone ID T0_MS SECONDS URL...: watch the survivors until member ID is gone from every

@@ -207,7 +207,6 @@ impl RaftNode {
         self.registry.do_send(Mirror::Members {
             me: self.me.id,
             up,
-            serving: self.core.state().up_members(),
             readmit,
         });
     }

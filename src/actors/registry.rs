@@ -46,6 +46,8 @@ pub enum Mirror {
     Members {
         me: u64,
         up: BTreeSet<u64>,
+        /// Every member that is up, learners included: the nodes whose clients an owner keeps.
+        serving: BTreeSet<u64>,
         readmit: bool,
     },
 }
@@ -82,6 +84,8 @@ pub struct Registry {
     node_id: u64,
     /// The members that are up: channels are owned by these.
     members: Arc<BTreeSet<u64>>,
+    /// The members that are up, learners included: their clients may hold seats.
+    serving: Arc<BTreeSet<u64>>,
     peers: Arc<dyn Peers>,
     cluster: Option<Recipient<DeleteIdle>>,
     shutting_down: bool,
@@ -110,6 +114,7 @@ impl Registry {
             next_arbiter: 0,
             node_id,
             members: Arc::default(),
+            serving: Arc::default(),
             peers,
             cluster: None,
             shutting_down: false,
@@ -131,7 +136,10 @@ impl Registry {
             ctx.address().recipient(),
         );
         let (owner, peers) = (self.remote_owner(&id), Arc::clone(&self.peers));
-        let make = move |_: &mut Context<Channel>| Channel::new(id, spec, stats, me, owner, peers);
+        let serving = Arc::clone(&self.serving);
+        let make = move |_: &mut Context<Channel>| {
+            Channel::new(id, spec, stats, me, (owner, serving), peers)
+        };
         let addr = if self.arbiters.is_empty() {
             Channel::create(make)
         } else {
@@ -220,15 +228,21 @@ impl Handler<Mirror> for Registry {
                     self.create(record, ctx);
                 }
             }
-            Mirror::Members { me, up, readmit } => {
+            Mirror::Members {
+                me,
+                up,
+                serving,
+                readmit,
+            } => {
                 let readmit = readmit || me != self.node_id;
-                if up != *self.members || readmit {
+                if up != *self.members || serving != *self.serving || readmit {
                     self.members = Arc::new(up);
+                    self.serving = Arc::new(serving);
                     self.node_id = me;
                     for (id, handle) in &self.channels {
                         handle.addr.do_send(Topology {
                             owner: self.remote_owner(id),
-                            up: Arc::clone(&self.members),
+                            up: Arc::clone(&self.serving),
                             readmit,
                         });
                     }

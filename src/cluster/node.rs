@@ -207,6 +207,7 @@ impl RaftNode {
         self.registry.do_send(Mirror::Members {
             me: self.me.id,
             up,
+            serving: self.core.state().up_members(),
             readmit,
         });
     }

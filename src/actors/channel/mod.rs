@@ -101,8 +101,8 @@ pub struct DeliverLocal {
     pub frame: Bytes,
 }
 
-/// The members changed: the channel's owner (`None` = this node), the members that are up,
-/// and whether the owner forgot this node's clients (it was down, or rejoined under a new id)
+/// The members changed: the channel's owner (`None` = this node), the members that are up
+/// (learners included: the nodes whose clients may hold seats), and whether the owner forgot this node's clients (it was down, or rejoined under a new id)
 /// so that they must be admitted again.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -253,6 +253,9 @@ pub struct Channel {
     role: Role,
     /// Counts owner changes, so a re-admission answered after the owner moved again is ignored.
     generation: u64,
+    /// The members that are up: an owner admits clients of these nodes only, so a node that
+    /// is down or gone (say, removed while shutting down) cannot take a seat back.
+    up: Arc<BTreeSet<u64>>,
     /// Messages held while ownership moves (see `holds`), in arrival order. Each keeps its
     /// inbox reservation, so holding is bounded in bytes and slows the senders down.
     held: VecDeque<Publish>,
@@ -278,13 +281,14 @@ const RETRY_PAUSE: Duration = Duration::from_millis(250);
 const TAKEOVER_GRACE: Duration = Duration::from_millis(500);
 
 impl Channel {
-    /// `owner`: the node that sequences the channel, `None` for this node.
+    /// `owner`: the node that sequences the channel (`None` for this node), and the members
+    /// that are up.
     pub fn new(
         id: String,
         spec: ChannelSpec,
         stats: Arc<ChannelStats>,
         idle: Recipient<ChannelIdle>,
-        owner: Option<u64>,
+        (owner, up): (Option<u64>, Arc<BTreeSet<u64>>),
         peers: Arc<dyn Peers>,
     ) -> Channel {
         let role = match owner {
@@ -307,6 +311,7 @@ impl Channel {
             },
             role,
             generation: 0,
+            up,
             held: VecDeque::new(),
             idle,
             closed: false,
@@ -541,7 +546,8 @@ impl Handler<Join> for Channel {
             Role::Proxy(proxy) => proxy,
         };
         proxy.add(&self.shared, msg.id.clone(), msg.outbox);
-        let id = msg.id;
+        proxy.joining(&msg.id);
+        let (id, generation) = (msg.id, self.generation);
         let join = admit(
             Arc::clone(&self.shared.peers),
             proxy.owner,
@@ -550,7 +556,18 @@ impl Handler<Join> for Channel {
             NEW_CLIENT_TRIES,
         );
         Box::pin(join.into_actor(self).map(move |res, act, _| {
-            if res.is_err() {
+            // Admitted by an owner that is no longer the owner: the client holds no seat at the
+            // new one (and was left out of the role change), so it is refused and reconnects.
+            let res = if act.generation == generation {
+                res
+            } else {
+                res.and(Err(JoinRefused::Unavailable))
+            };
+            if res.is_ok() {
+                if let Role::Proxy(proxy) = &mut act.role {
+                    proxy.joined(&id);
+                }
+            } else {
                 // Refused: the client never connects, so no leave will come for it — wherever
                 // it sits now (ownership may have moved meanwhile), it goes.
                 match &mut act.role {
@@ -569,6 +586,10 @@ impl Handler<JoinRemote> for Channel {
     fn handle(&mut self, msg: JoinRemote, _: &mut Context<Self>) -> Self::Result {
         if self.closed {
             return Err(JoinRefused::Closed);
+        }
+        // Before this node applied the first member list it knows nobody: it admits anyone.
+        if !self.up.is_empty() && !self.up.contains(&msg.node) {
+            return Err(JoinRefused::Unavailable);
         }
         match &mut self.role {
             Role::Owner(owner) => owner.admit(&self.shared, msg.id, Err(msg.node)),
@@ -624,6 +645,7 @@ impl Handler<Topology> for Channel {
         if self.closed {
             return;
         }
+        self.up = Arc::clone(&msg.up);
         if msg.owner == self.owner() {
             match &mut self.role {
                 // Still the owner: forget the clients of nodes that are down or gone.

@@ -18,6 +18,9 @@ pub struct Proxy {
     clients: HashMap<ClientId, Arc<Outbox>>,
     /// Clients being re-admitted at the owner: their messages wait until it knows them.
     pending: HashSet<ClientId>,
+    /// New clients whose first admission is still on its way: not connected yet, so a role
+    /// change leaves them out (their join is refused and they reconnect).
+    joining: HashSet<ClientId>,
 }
 
 impl Proxy {
@@ -26,7 +29,16 @@ impl Proxy {
             owner,
             clients,
             pending: HashSet::new(),
+            joining: HashSet::new(),
         }
+    }
+
+    pub fn joining(&mut self, id: &ClientId) {
+        self.joining.insert(id.clone());
+    }
+
+    pub fn joined(&mut self, id: &ClientId) {
+        self.joining.remove(id);
     }
 
     /// These clients are being re-admitted: hold their messages until `admitted`.
@@ -61,6 +73,7 @@ impl Proxy {
     /// Forgets a client the owner did not admit (the owner never counted it).
     pub fn forget(&mut self, shared: &Shared, id: &ClientId) {
         self.pending.remove(id);
+        self.joining.remove(id);
         if self.clients.remove(id).is_some() {
             metrics::CLIENTS.dec();
             shared.set_count(self.clients.len());
@@ -125,8 +138,14 @@ impl Proxy {
         shared.count_delivered();
     }
 
-    /// Hands the local clients over (this node owns the channel now).
-    pub fn into_locals(self) -> HashMap<ClientId, Arc<Outbox>> {
+    /// Hands the connected local clients over (the owner changed); clients still joining
+    /// stay behind.
+    pub fn into_locals(mut self) -> HashMap<ClientId, Arc<Outbox>> {
+        for id in &self.joining {
+            if self.clients.remove(id).is_some() {
+                metrics::CLIENTS.dec();
+            }
+        }
         self.clients
     }
 

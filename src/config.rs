@@ -135,6 +135,9 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Upper bound of the random wait before discovery, so nodes started together spread out.
     pub max_startup_delay: Duration,
+    /// `WRS_DATA_DIR`: where the Raft log, hard state and snapshots are kept; `None` keeps
+    /// everything in memory (and writes no files).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Largest integer a JSON number carries exactly (2^53), the bound for limits and timeouts.
@@ -323,6 +326,7 @@ impl Config {
                 3_600_000,
             )
             .map(Duration::from_millis)?,
+            data_dir: get("WRS_DATA_DIR").map(|d| std::path::PathBuf::from(d.trim())),
         })
     }
 

@@ -15,7 +15,8 @@ use crate::api::{self, AppState};
 use crate::cluster::{
     self,
     core::CoreSettings,
-    node::{RaftNode, RaftSettings},
+    node::{Boot, RaftNode, RaftSettings},
+    storage::disk::Disk,
 };
 use crate::config::Config;
 use crate::metrics;
@@ -28,8 +29,26 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
     let arbiters: Vec<Arbiter> = (0..config.workers.clamp(1, 8))
         .map(|_| Arbiter::new())
         .collect();
+    // With WRS_DATA_DIR a restarted node is the member it was: same id, same state.
+    let boot = match &config.data_dir {
+        None => Boot {
+            disk: None,
+            restored: None,
+        },
+        Some(dir) => {
+            let (disk, restored) = Disk::open(dir).map_err(|e| e.to_string())?;
+            Boot {
+                disk: Some(Arc::new(disk)),
+                restored,
+            }
+        }
+    };
+    let restarted = boot.is_member();
     let me = Member {
-        id: cluster::random_node_id(),
+        id: boot
+            .restored
+            .as_ref()
+            .map_or_else(cluster::random_node_id, |r| r.node),
         api: format!("{}:{}", config.domain, config.public_api_port),
         peer: format!("{}:{}", config.domain, config.node_port),
     };
@@ -51,11 +70,15 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
     )
     .start();
     let raft = {
-        let (me, registry, settings) = (me.clone(), registry.clone(), raft_settings(&config));
-        let relay = Arc::clone(&relay);
-        RaftNode::start_in_arbiter(&raft_arbiter.handle(), move |_| {
-            RaftNode::new(me, registry, relay, settings)
-        })
+        let settings = raft_settings(&config);
+        let node = RaftNode::new(
+            me.clone(),
+            registry.clone(),
+            Arc::clone(&relay),
+            settings,
+            boot,
+        )?;
+        RaftNode::start_in_arbiter(&raft_arbiter.handle(), move |_| node)
     };
     registry.do_send(SetCluster(raft.clone().recipient()));
     if config.cluster_secret.is_none() {
@@ -128,18 +151,33 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
     let (node, me_at_start, down_after) = (raft.clone(), me.clone(), config.node_down_after);
     let leaving = Arc::clone(&shutting_down);
     actix_rt::spawn(async move {
-        tokio::time::sleep(delay).await;
         let mut discovery = discovery;
-        discovery.own_addrs =
-            cluster::membership::discover(&discovery, me_at_start, &node, true).await;
+        if restarted {
+            // A member restarted on its data directory knows its cluster: it talks to its
+            // peers at once, and only `watch` may find that it was removed meanwhile.
+            log::info!(
+                "cluster: restarted as member {}; not looking for a cluster",
+                me_at_start.id
+            );
+        } else {
+            tokio::time::sleep(delay).await;
+            discovery.own_addrs =
+                cluster::membership::discover(&discovery, me_at_start, &node, true).await;
+        }
         cluster::membership::watch(discovery, node, down_after, leaving).await;
     });
 
+    let durable = config.data_dir.is_some();
     let stop = async move {
         stop.await;
         log::info!("shutting down: leaving the cluster, closing clients with 1001");
         shutting_down.store(true, Ordering::Relaxed);
-        cluster::membership::leave(&raft, Duration::from_secs(3)).await;
+        if durable {
+            // It comes back as the same member: leaving would make it a stranger.
+            log::info!("cluster: staying a member (WRS_DATA_DIR is set; this node comes back)");
+        } else {
+            cluster::membership::leave(&raft, Duration::from_secs(3)).await;
+        }
         let closed = registry.send(Shutdown).await.unwrap_or(0);
         log::info!("closed {closed} channels");
         // Give the writers a moment to put the close frames on the wire.

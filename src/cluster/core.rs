@@ -20,7 +20,10 @@ use raft::prelude::{
 use raft::{RawNode, SnapshotStatus, StateRole};
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use super::state::{Applied, ClusterState, Command};
+use super::storage::disk::{Disk, Restored};
 use super::storage::WrsStorage;
 use super::validate::{self, Known, Rejected};
 use crate::model::{ChannelRecord, DeleteCause, Member};
@@ -116,6 +119,8 @@ pub struct Core {
     marking: HashMap<u64, u64>,
     /// This node applied its own removal from the configuration.
     removed: bool,
+    /// The data directory (`WRS_DATA_DIR`), handed to every storage this core starts over.
+    disk: Option<Arc<Disk>>,
 }
 
 /// A down member whose messages arrived within this many heartbeats is up again.
@@ -151,14 +156,76 @@ fn raw_node(
 
 impl Core {
     /// A core that is not part of any cluster yet (it waits to be added, or bootstraps).
-    pub fn new(me: Member, settings: CoreSettings, logger: slog::Logger) -> Core {
-        let storage = WrsStorage::empty();
+    /// With a data directory, that directory now holds this identity and nothing else.
+    pub fn new(
+        me: Member,
+        settings: CoreSettings,
+        disk: Option<Arc<Disk>>,
+        logger: slog::Logger,
+    ) -> Core {
+        let storage = WrsStorage::empty(me.id, disk.clone());
+        Core::with_storage(
+            me,
+            settings,
+            disk,
+            storage,
+            ClusterState::default(),
+            ConfState::default(),
+            logger,
+        )
+    }
+
+    /// A core restarted on its data directory, as the member it was: the state machine is
+    /// the snapshot's state, and raft-rs hands out the committed entries after it again.
+    pub fn restore(
+        me: Member,
+        settings: CoreSettings,
+        restored: Restored,
+        disk: Arc<Disk>,
+        logger: slog::Logger,
+    ) -> Result<Core, String> {
+        let snap = restored.snapshot.clone().unwrap_or_default();
+        let state = ClusterState::from_bytes(&snap.data)
+            .map_err(|e| format!("{}: unreadable snapshot state: {e}", disk.path().display()))?;
+        let storage = WrsStorage::restore(restored, Arc::clone(&disk))
+            .map_err(|e| format!("{}: inconsistent Raft log: {e}", disk.path().display()))?;
+        let conf_state = snap.get_metadata().get_conf_state().clone();
+        let alone = conf_state.voters == [me.id];
+        let mut core =
+            Core::with_storage(me, settings, Some(disk), storage, state, conf_state, logger);
+        core.applied = snap.get_metadata().index;
+        core.started = true;
+        core.out.changes.push(Change::Installed);
+        log::info!(
+            "storage: restored node {} at index {} ({} channels, {} members, {} log entries after it)",
+            core.me.id,
+            core.applied,
+            core.state.channels.len(),
+            core.state.members.len(),
+            core.raw.raft.raft_log.last_index() - core.applied,
+        );
+        if alone {
+            // The only voter need not wait an election timeout to lead again.
+            let _ = core.raw.campaign();
+        }
+        Ok(core)
+    }
+
+    fn with_storage(
+        me: Member,
+        settings: CoreSettings,
+        disk: Option<Arc<Disk>>,
+        storage: WrsStorage,
+        state: ClusterState,
+        conf_state: ConfState,
+        logger: slog::Logger,
+    ) -> Core {
         Core {
             raw: raw_node(me.id, &settings, &storage, &logger),
             me,
             storage,
-            state: ClusterState::default(),
-            conf_state: ConfState::default(),
+            state,
+            conf_state,
             applied: 0,
             started: false,
             seq: 0,
@@ -170,6 +237,7 @@ impl Core {
             leader_since: None,
             marking: HashMap::new(),
             removed: false,
+            disk,
         }
     }
 
@@ -268,8 +336,8 @@ impl Core {
         }
         let mut state = ClusterState::default();
         state.members.insert(self.me.id, self.me.clone());
-        let storage =
-            WrsStorage::bootstrap(self.me.id, state.to_bytes()).map_err(|e| e.to_string())?;
+        let storage = WrsStorage::bootstrap(self.me.id, state.to_bytes(), self.disk.clone())
+            .map_err(|e| e.to_string())?;
         self.reset(storage, state, 1);
         self.started = true;
         let _ = self.raw.campaign();
@@ -278,7 +346,8 @@ impl Core {
 
     /// Forgets the current cluster; waits, empty, to be added to another one.
     pub fn reset_to_join(&mut self) {
-        self.reset(WrsStorage::empty(), ClusterState::default(), 0);
+        let storage = WrsStorage::empty(self.me.id, self.disk.clone());
+        self.reset(storage, ClusterState::default(), 0);
         self.started = false;
     }
 
@@ -505,12 +574,18 @@ impl Core {
         if let Some(hs) = ready.hs() {
             self.storage.set_hardstate(hs.clone());
         }
+        // Durable before anything depends on it: the votes and acks below go out, and
+        // raft-rs counts this node's own copy toward a commit, only after this fsync — one
+        // for everything this Ready holds, however many proposals that is.
+        self.storage.flush(true);
         self.out.messages.extend(ready.take_persisted_messages());
         let committed = ready.take_committed_entries();
         self.apply(committed);
         let mut light = self.raw.advance(ready);
         if let Some(commit) = light.commit_index() {
             self.storage.set_commit(commit);
+            // The commit index may lag on disk (the leader re-sends it); no fsync for it.
+            self.storage.flush(false);
         }
         self.out.messages.extend(light.take_messages());
         let committed = light.take_committed_entries();

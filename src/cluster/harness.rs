@@ -88,8 +88,10 @@ impl Net {
 
     fn spawn(&mut self, id: u64) {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
-        self.cores
-            .insert(id, Core::new(member(id), self.settings.clone(), logger));
+        self.cores.insert(
+            id,
+            Core::new(member(id), self.settings.clone(), None, logger),
+        );
     }
 
     fn core(&mut self, id: u64) -> &mut Core {

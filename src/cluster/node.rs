@@ -19,6 +19,7 @@ use super::peer::client::{Link, LinkReport, LinkSettings, Purpose};
 use super::peer::wire::Frame;
 use super::relay::Relay;
 use super::state::{Applied, Command};
+use super::storage::disk::{Disk, Restored};
 use super::validate::Rejected;
 use crate::actors::registry::{DeleteIdle, Mirror, Registry};
 use crate::metrics;
@@ -144,7 +145,24 @@ pub struct RaftNode {
     /// This node was marked down (or rejoined under a new id) and its clients must be
     /// re-admitted at their channels' owners once it is up.
     readmit: bool,
+    /// `WRS_DATA_DIR`'s store, for every core this node starts over with.
+    disk: Option<Arc<Disk>>,
     settings: RaftSettings,
+}
+
+/// Where a node's Raft state comes from: memory only, a fresh data directory, or the one it
+/// was restarted on.
+pub struct Boot {
+    pub disk: Option<Arc<Disk>>,
+    /// What the data directory held (a member's snapshot and log, or just an identity).
+    pub restored: Option<Restored>,
+}
+
+impl Boot {
+    /// Whether this node restarts as a member of a cluster (it must not look for one).
+    pub fn is_member(&self) -> bool {
+        self.restored.as_ref().is_some_and(|r| r.snapshot.is_some())
+    }
 }
 
 fn logger() -> slog::Logger {
@@ -153,18 +171,36 @@ fn logger() -> slog::Logger {
 }
 
 impl RaftNode {
+    /// A node as `boot` says: restored from its data directory, or empty. Fails only for a
+    /// data directory whose log cannot be taken up again.
     pub fn new(
         me: Member,
         registry: Addr<Registry>,
         relay: Arc<Relay>,
         settings: RaftSettings,
-    ) -> RaftNode {
+        boot: Boot,
+    ) -> Result<RaftNode, String> {
         // Every reason listed at zero from the start, so `rate()` works before the first one.
         for why in Rejected::ALL {
             metrics::PEER_MESSAGES_REJECTED.with_label_values(&[why.label()]);
         }
-        RaftNode {
-            core: Core::new(me.clone(), settings.core.clone(), logger()),
+        let core = match (boot.restored, &boot.disk) {
+            (Some(restored), Some(disk)) if restored.snapshot.is_some() => Core::restore(
+                me.clone(),
+                settings.core.clone(),
+                restored,
+                Arc::clone(disk),
+                logger(),
+            )?,
+            _ => Core::new(
+                me.clone(),
+                settings.core.clone(),
+                boot.disk.clone(),
+                logger(),
+            ),
+        };
+        Ok(RaftNode {
+            core,
             me,
             waiters: HashMap::new(),
             reads: HashMap::new(),
@@ -176,8 +212,9 @@ impl RaftNode {
             relay,
             myself: None,
             readmit: false,
+            disk: boot.disk,
             settings,
-        }
+        })
     }
 
     /// The whole state replaced (bootstrap, reset, snapshot): the registry follows.
@@ -415,6 +452,8 @@ impl Actor for RaftNode {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.myself = Some(ctx.address());
+        // A restored core has its state to mirror and its committed entries to apply.
+        self.on_ready();
         ctx.run_interval(self.settings.tick, |act, _| {
             act.core.tick();
             act.on_ready();
@@ -664,7 +703,12 @@ impl Handler<Rejoin> for RaftNode {
             "cluster: node {old} was removed; rejoining as node {}",
             self.me.id
         );
-        self.core = Core::new(self.me.clone(), self.settings.core.clone(), logger());
+        self.core = Core::new(
+            self.me.clone(),
+            self.settings.core.clone(),
+            self.disk.clone(),
+            logger(),
+        );
         self.drop_waiters();
         self.reads.clear();
         self.reads_confirmed.clear();

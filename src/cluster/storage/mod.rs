@@ -1,9 +1,18 @@
 //! Raft log storage: raft-rs `MemStorage` for entries and hard state, plus *our* snapshot —
 //! `MemStorage` snapshots carry no state-machine data, so we keep the state captured at the
 //! last compaction point and hand exactly that out when a follower needs a snapshot.
+//!
+//! With `WRS_DATA_DIR` every change is also written through to `disk` (raft-engine); reads
+//! stay in memory (the log is compacted every `WRS_NODE_SNAPSHOT_LENGTH` entries, so it is
+//! small). `flush` makes a Ready's writes durable with one fsync, before the core lets
+//! raft-rs count them as persisted.
+
+pub mod disk;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+
+use self::disk::{Disk, DiskError, Restored};
 
 use raft::prelude::{ConfState, Entry, HardState, Snapshot};
 use raft::storage::MemStorage;
@@ -17,37 +26,88 @@ pub struct WrsStorage {
     /// Set when a peer asked for a snapshot that predates its membership; the node then
     /// captures a fresh one after its next Ready.
     wanted: Arc<AtomicBool>,
+    /// The data directory's store (`None`: memory only).
+    disk: Option<Arc<Disk>>,
+}
+
+/// A failed write to the data directory ends the node (fail-stop, see `disk.rs`): raft-rs
+/// must never be told that something is persisted which is not.
+fn fatal(e: DiskError) -> ! {
+    panic!("storage: {e}")
 }
 
 impl WrsStorage {
     /// Storage of a node that starts a new cluster alone, as its only voter.
-    pub fn bootstrap(id: u64, data: Vec<u8>) -> raft::Result<WrsStorage> {
+    pub fn bootstrap(id: u64, data: Vec<u8>, disk: Option<Arc<Disk>>) -> raft::Result<WrsStorage> {
         let mut snap = Snapshot::default();
         snap.mut_metadata().index = 1;
         snap.mut_metadata().term = 1;
         snap.mut_metadata().mut_conf_state().voters = vec![id];
         snap.data = data.into();
-        let mem = MemStorage::new();
-        mem.wl().apply_snapshot(snap.clone())?;
-        Ok(WrsStorage {
-            mem,
-            snapshot: Arc::new(RwLock::new(snap)),
-            wanted: Arc::default(),
-        })
+        let storage = WrsStorage::empty(id, disk);
+        storage.apply_snapshot(snap)?;
+        Ok(storage)
     }
 
-    /// Storage of a node that waits to be added to an existing cluster.
-    pub fn empty() -> WrsStorage {
+    /// Storage of a node that waits to be added to an existing cluster, as node `id`; its
+    /// data directory (if any) is reset to hold just that identity.
+    pub fn empty(id: u64, disk: Option<Arc<Disk>>) -> WrsStorage {
+        if let Some(d) = &disk {
+            d.reset(id).unwrap_or_else(|e| fatal(e));
+        }
         WrsStorage {
             mem: MemStorage::new(),
             snapshot: Arc::new(RwLock::new(Snapshot::default())),
             wanted: Arc::default(),
+            disk,
         }
     }
 
-    /// Installs a snapshot received from the leader.
+    /// Storage of a node restarted on its data directory: the snapshot, the entries after
+    /// it and the hard state, as they were written. The conf state is the snapshot's (the
+    /// state machine restarts from there; later conf changes replay with the entries).
+    pub fn restore(restored: Restored, disk: Arc<Disk>) -> raft::Result<WrsStorage> {
+        let mem = MemStorage::new();
+        let snap = restored.snapshot.unwrap_or_default();
+        let mut hs = restored.hard_state;
+        {
+            let mut core = mem.wl();
+            if snap.get_metadata().index > 0 {
+                core.apply_snapshot(snap.clone())?;
+            }
+            core.append(&restored.entries)?;
+            let last = restored
+                .entries
+                .last()
+                .map_or(snap.get_metadata().index, |e| e.index);
+            // Only a cut-off tail (never acknowledged) can leave the commit index beyond
+            // the log; raft-rs refuses to start on that, and the leader re-sends the rest.
+            if hs.commit > last {
+                log::warn!(
+                    "storage: the hard state's commit index {} is beyond the log's last \
+                     entry {last}; using {last}",
+                    hs.commit
+                );
+                hs.commit = last;
+            }
+            hs.commit = hs.commit.max(snap.get_metadata().index);
+            core.set_hardstate(hs);
+        }
+        Ok(WrsStorage {
+            mem,
+            snapshot: Arc::new(RwLock::new(snap)),
+            wanted: Arc::default(),
+            disk: Some(disk),
+        })
+    }
+
+    /// Installs a snapshot (from the leader, or a bootstrap): on disk it replaces the log.
     pub fn apply_snapshot(&self, snap: Snapshot) -> raft::Result<()> {
         self.mem.wl().apply_snapshot(snap.clone())?;
+        if let Some(d) = &self.disk {
+            let hs = self.mem.rl().hard_state().clone();
+            d.install(&snap, &hs).unwrap_or_else(|e| fatal(e));
+        }
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap;
         Ok(())
     }
@@ -68,7 +128,26 @@ impl WrsStorage {
     /// Captures the state at `index` and drops the log before it.
     pub fn compact(&self, index: u64, conf_state: ConfState, data: Vec<u8>) -> raft::Result<()> {
         self.capture(index, conf_state, data)?;
+        if let Some(d) = &self.disk {
+            let snap = self
+                .snapshot
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            d.compact(&snap).unwrap_or_else(|e| fatal(e));
+        }
         self.mem.wl().compact(index)
+    }
+
+    /// Makes everything appended or set since the last flush durable (`sync`: fsynced).
+    pub fn flush(&self, sync: bool) {
+        if let Some(d) = &self.disk {
+            d.flush(sync).unwrap_or_else(|e| fatal(e));
+        }
+    }
+
+    pub fn durable(&self) -> bool {
+        self.disk.is_some()
     }
 
     /// Whether a peer asked for a newer snapshot since the last call.
@@ -84,16 +163,31 @@ impl WrsStorage {
             .index
     }
 
+    /// Appends entries (on disk: queued for the next `flush`).
     pub fn append(&self, entries: &[Entry]) -> raft::Result<()> {
-        self.mem.wl().append(entries)
+        self.mem.wl().append(entries)?;
+        if let Some(d) = &self.disk {
+            d.append(entries).unwrap_or_else(|e| fatal(e));
+        }
+        Ok(())
     }
 
     pub fn set_hardstate(&self, hs: HardState) {
+        if let Some(d) = &self.disk {
+            d.set_hard_state(&hs).unwrap_or_else(|e| fatal(e));
+        }
         self.mem.wl().set_hardstate(hs);
     }
 
     pub fn set_commit(&self, commit: u64) {
-        self.mem.wl().mut_hard_state().set_commit(commit);
+        let hs = {
+            let mut core = self.mem.wl();
+            core.mut_hard_state().set_commit(commit);
+            core.hard_state().clone()
+        };
+        if let Some(d) = &self.disk {
+            d.set_hard_state(&hs).unwrap_or_else(|e| fatal(e));
+        }
     }
 
     pub fn set_conf_state(&self, cs: ConfState) {

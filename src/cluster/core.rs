@@ -121,6 +121,8 @@ pub struct Core {
     removed: bool,
     /// The data directory (`WRS_DATA_DIR`), handed to every storage this core starts over.
     disk: Option<Arc<Disk>>,
+    /// When this node last proposed its new addresses (`announce_address`).
+    announced: Option<u64>,
 }
 
 /// A down member whose messages arrived within this many heartbeats is up again.
@@ -238,6 +240,7 @@ impl Core {
             marking: HashMap::new(),
             removed: false,
             disk,
+            announced: None,
         }
     }
 
@@ -354,6 +357,7 @@ impl Core {
     pub fn tick(&mut self) {
         self.now += 1;
         self.raw.tick();
+        self.announce_address();
         if self.raw.raft.state == StateRole::Leader {
             self.leader_since.get_or_insert(self.now);
             self.promote_learners();
@@ -361,6 +365,33 @@ impl Core {
         } else {
             self.leader_since = None;
             self.marking.clear();
+        }
+    }
+
+    /// A member restarted on its data directory may listen elsewhere now (a new port, a new
+    /// pod IP): it tells the cluster, through the log, until the state shows its addresses.
+    fn announce_address(&mut self) {
+        let stale = self
+            .state
+            .members
+            .get(&self.me.id)
+            .is_some_and(|m| *m != self.me);
+        if !stale || self.leader().is_none() {
+            return;
+        }
+        let recent = self
+            .announced
+            .is_some_and(|t| self.now.saturating_sub(t) < REMARK_AFTER_TICKS);
+        if recent {
+            return;
+        }
+        if self.propose(&Command::MemberMoved(self.me.clone())).is_ok() {
+            log::info!(
+                "cluster: announcing this node's new addresses {} / {}",
+                self.me.api,
+                self.me.peer
+            );
+            self.announced = Some(self.now);
         }
     }
 
@@ -671,6 +702,13 @@ impl Core {
                 cause: *cause,
             }),
             Applied::Reset(ids) => self.out.changes.push(Change::Reset(ids.clone())),
+            Applied::Moved(id) => {
+                log::info!(
+                    "cluster: node {id} moved to {}",
+                    self.state.members.get(id).map_or("?", |m| m.api.as_str())
+                );
+                self.out.changes.push(Change::Members);
+            }
             Applied::Marked { id, down } => {
                 self.marking.remove(id);
                 log::info!(

@@ -249,13 +249,14 @@ impl RaftNode {
         });
     }
 
+    /// Where node `id` listens: what its accepted traffic said last (a member restarted on
+    /// its data directory under a new address is reachable before its move commits), else
+    /// what the state says.
     fn peer_addr(&self, id: u64) -> Option<String> {
-        self.core
-            .state()
-            .members
+        self.learned
             .get(&id)
-            .map(|m| m.peer.clone())
-            .or_else(|| self.learned.get(&id).cloned())
+            .cloned()
+            .or_else(|| self.core.state().members.get(&id).map(|m| m.peer.clone()))
     }
 
     fn send(&mut self, msgs: Vec<RaftMessage>) {
@@ -489,9 +490,12 @@ impl Handler<Step> for RaftNode {
             }
         }
         // Only a sender raft accepted may teach us where it lives (bounded: a node waiting to
-        // join hears from a handful of nodes, a started one only from its configuration).
-        if passed > 0
-            && !self.core.state().members.contains_key(&msg.from)
+        // join hears from a handful of nodes, a started one only from its configuration). A
+        // member's entry is kept only while it differs from the state's.
+        let listed = self.core.state().members.get(&msg.from).map(|m| &m.peer);
+        if passed > 0 && listed == Some(&msg.from_addr) {
+            self.learned.remove(&msg.from);
+        } else if passed > 0
             && (self.learned.len() < MAX_LEARNED || self.learned.contains_key(&msg.from))
         {
             self.learned.insert(msg.from, msg.from_addr);

@@ -21,6 +21,8 @@ pub enum Command {
     MemberDown(u64),
     /// A down member answers again.
     MemberUp(u64),
+    /// A member restarted on its data directory under new addresses (same id).
+    MemberMoved(Member),
 }
 
 /// What applying one command did, as the proposer's caller needs to know.
@@ -41,6 +43,8 @@ pub enum Applied {
         id: u64,
         down: bool,
     },
+    /// A member's addresses changed.
+    Moved(u64),
     /// The command changed nothing (a member already in that state, or not a member).
     Unchanged,
 }
@@ -91,6 +95,14 @@ impl ClusterState {
                     Applied::Unchanged
                 }
             }
+            Command::MemberMoved(member) => match self.members.get_mut(&member.id) {
+                Some(m) if *m != member => {
+                    let id = member.id;
+                    *m = member;
+                    Applied::Moved(id)
+                }
+                _ => Applied::Unchanged,
+            },
         }
     }
 

@@ -295,6 +295,26 @@ pub struct Cluster {
     pub nodes: Vec<Server>,
     /// The environment every node gets (besides ports and `WRS_JOIN`).
     pub env: Vec<(String, String)>,
+    /// With [`Cluster::start_durable`]: each node's `WRS_DATA_DIR` is `<root>/<api port>`,
+    /// kept across restarts.
+    pub data_root: Option<std::sync::Arc<tempfile::TempDir>>,
+}
+
+/// The environment of the node on `api` in `c`'s cluster: `env`, `WRS_JOIN`, and its own
+/// data directory when the cluster is durable.
+fn node_env(
+    env: &[(String, String)],
+    join: String,
+    root: Option<&tempfile::TempDir>,
+    api: u16,
+) -> Vec<(String, String)> {
+    let mut all = env.to_vec();
+    all.push(("WRS_JOIN".into(), join));
+    if let Some(root) = root {
+        let dir = root.path().join(api.to_string());
+        all.push(("WRS_DATA_DIR".into(), dir.display().to_string()));
+    }
+    all
 }
 
 impl Cluster {
@@ -307,6 +327,28 @@ impl Cluster {
     /// As [`Cluster::start`]; `reverse` spawns the nodes in descending address order, so the
     /// node that starts the cluster (the smallest address) is spawned last.
     pub async fn start_in_order(n: usize, extra: &[(&str, &str)], reverse: bool) -> Cluster {
+        Cluster::start_with(n, extra, reverse, None).await
+    }
+
+    /// As [`Cluster::start`], every node with a data directory of its own (`WRS_DATA_DIR`)
+    /// that [`Cluster::restart`] keeps.
+    pub async fn start_durable(n: usize, extra: &[(&str, &str)]) -> Cluster {
+        let root = tempfile::tempdir().expect("tempdir for the data directories");
+        Cluster::start_with(n, extra, false, Some(std::sync::Arc::new(root))).await
+    }
+
+    /// The data directory of node `i` (durable clusters only).
+    pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
+        let root = self.data_root.as_ref().expect("a durable cluster");
+        root.path().join(self.nodes[i].api_port.to_string())
+    }
+
+    async fn start_with(
+        n: usize,
+        extra: &[(&str, &str)],
+        reverse: bool,
+        data_root: Option<std::sync::Arc<tempfile::TempDir>>,
+    ) -> Cluster {
         let env = cluster_env(extra);
         let mut last = String::new();
         for _attempt in 0..4 {
@@ -320,15 +362,14 @@ impl Cluster {
                 .map(|(api, _)| format!("127.0.0.1:{api}"))
                 .collect::<Vec<_>>()
                 .join(",");
-            let mut node_env = env.clone();
-            node_env.push(("WRS_JOIN".into(), join));
             let mut order: Vec<usize> = (0..n).collect();
             if reverse {
                 order.reverse();
             }
             let mut spawned: Vec<Option<Server>> = (0..n).map(|_| None).collect();
             for &i in &order {
-                spawned[i] = Some(Server::spawn_on(pairs[i].0, pairs[i].1, &node_env));
+                let e = node_env(&env, join.clone(), data_root.as_deref(), pairs[i].0);
+                spawned[i] = Some(Server::spawn_on(pairs[i].0, pairs[i].1, &e));
             }
             let mut nodes: Vec<Server> = spawned.into_iter().map(|s| s.expect("spawned")).collect();
             let mut failed = None;
@@ -340,7 +381,11 @@ impl Cluster {
             }
             match failed {
                 None => {
-                    let c = Cluster { nodes, env };
+                    let c = Cluster {
+                        nodes,
+                        env,
+                        data_root,
+                    };
                     c.wait_formed().await;
                     return c;
                 }
@@ -404,9 +449,8 @@ impl Cluster {
         let mut last = String::new();
         for _attempt in 0..4 {
             let ports = free_ports(2);
-            let mut env = self.env.clone();
             let join = format!("{},127.0.0.1:{}", self.join_list(), ports[0]);
-            env.push(("WRS_JOIN".into(), join));
+            let env = node_env(&self.env, join, self.data_root.as_deref(), ports[0]);
             let mut s = Server::spawn_on(ports[0], ports[1], &env);
             match s.wait_up(FORM).await {
                 Ok(()) => {
@@ -426,13 +470,22 @@ impl Cluster {
     }
 
     /// Start node `i` again on its old ports (after [`Server::kill_hard`] or an exit), with
-    /// `WRS_JOIN` = every node's address. The old process's log is dropped with it.
+    /// `WRS_JOIN` = every node's address (and its data directory, in a durable cluster). The
+    /// old process's log is dropped with it.
     pub async fn restart(&mut self, i: usize) {
+        let s = self.spawn_again(i);
+        self.finish_restart(i, s).await;
+    }
+
+    /// Kills node `i` if it runs and spawns it again on its ports, without waiting.
+    pub fn spawn_again(&mut self, i: usize) -> Server {
         let (api, node) = (self.nodes[i].api_port, self.nodes[i].node_port);
         self.nodes[i].kill_hard();
-        let mut env = self.env.clone();
-        env.push(("WRS_JOIN".into(), self.join_list()));
-        let mut s = Server::spawn_on(api, node, &env);
+        let env = node_env(&self.env, self.join_list(), self.data_root.as_deref(), api);
+        Server::spawn_on(api, node, &env)
+    }
+
+    async fn finish_restart(&mut self, i: usize, mut s: Server) {
         let up = s.wait_up(FORM).await;
         if let Err(e) = up {
             let logs = s.logs();

@@ -1,6 +1,7 @@
 //! Chaos (bounded, runs in every CI run): a three-node cluster under mixed load — a creator of
 //! pub-sub and push-pull channels that also deletes some, and publisher/subscriber pairs on
-//! different nodes — while a driver kills (`kill -9`, then restarts on the same ports) or
+//! different nodes — while a driver kills (`kill -9`, then restarts on the same ports, on its
+//! data directory — `WRS_DATA_DIR`, the same member again — or on an emptied one, a new member) or
 //! SIGSTOPs (then SIGCONTs) one random node at a time, waiting for the cluster to heal (one
 //! leader, every member up) before the next fault, so quorum is never lost.
 //!
@@ -32,7 +33,8 @@ use wrs_test_support::*;
 /// The failure detector: a member silent this long is marked down and its channels move.
 const DOWN_AFTER_MS: u64 = 1500;
 /// Removal is armed but longer than any fault here (a stop lasts at most 4 s, a killed node is
-/// back within ~4 s and rejoins under a new id, which retires the old one at once), so a
+/// back within ~4 s as itself, or — its directory emptied — under a new id, which retires the
+/// old one at once), so a
 /// removal is never needed to heal; `wrs_cluster_removals_total` is reported, and a node that
 /// stayed stuck would still be cleaned up rather than leave a permanently down member.
 const REMOVE_AFTER_MS: u64 = 8000;
@@ -732,7 +734,7 @@ async fn a_three_node_cluster_under_mixed_load_survives_kills_stops_and_restarts
     let t0 = Instant::now();
     let down = DOWN_AFTER_MS.to_string();
     let remove = REMOVE_AFTER_MS.to_string();
-    let mut c = Cluster::start(
+    let mut c = Cluster::start_durable(
         3,
         &[
             ("WRS_NODE_DOWN_AFTER", down.as_str()),
@@ -807,6 +809,7 @@ async fn a_three_node_cluster_under_mixed_load_survives_kills_stops_and_restarts
 
     // The driver: one fault at a time, healed before the next.
     let mut kills = 0u32;
+    let mut kept_dirs = 0u32;
     let mut stops = 0u32;
     let mut failover_times: Vec<Duration> = Vec::new();
     // Failovers slower than DOWN_AFTER + 5 s are counted (printed), not failed: the product
@@ -838,6 +841,8 @@ async fn a_three_node_cluster_under_mixed_load_survives_kills_stops_and_restarts
             FaultKind::Kill => {
                 kills += 1;
                 let delay = rng.ms(300, 3000);
+                let keep_dir = rng.chance(60);
+                kept_dirs += u32::from(keep_dir);
                 let sample: Vec<Chan> = {
                     let s = st.borrow();
                     let mut v: Vec<Chan> =
@@ -852,7 +857,12 @@ async fn a_three_node_cluster_under_mixed_load_survives_kills_stops_and_restarts
                 c.nodes[i].kill_hard();
                 let killed = Instant::now();
                 let probe = connect_all(&st, &sample, &survivors, killed, killed + FORM, 4);
-                eprintln!("[{at}] kill -9 node {i} ({role}), restart in {delay:?}");
+                let how = if keep_dir {
+                    "on its data directory"
+                } else {
+                    "on an emptied data directory"
+                };
+                eprintln!("[{at}] kill -9 node {i} ({role}), restart in {delay:?} {how}");
                 let (probed, ()) = join(probe, async {
                     tokio::time::sleep(delay).await;
                     save_log(
@@ -860,6 +870,10 @@ async fn a_three_node_cluster_under_mixed_load_survives_kills_stops_and_restarts
                         &format!("node{i}-killed-at-{:.1}s.log", (killed - t0).as_secs_f64()),
                         &c.nodes[i],
                     );
+                    if !keep_dir {
+                        let dir = c.data_dir(i);
+                        let _ = std::fs::remove_dir_all(&dir);
+                    }
                     c.restart(i).await;
                 })
                 .await;
@@ -1041,7 +1055,7 @@ async fn a_three_node_cluster_under_mixed_load_survives_kills_stops_and_restarts
         .map(|p| p.pub_reconnects + p.sub_reconnects)
         .sum();
     eprintln!(
-        "chaos: seed={seed} faults={} (kill={kills} stop={stops}) creates_ok={} creates_failed={} {:?} deletes_ok={} deletes_failed={} {:?} live_channels={} messages_sent={sent} received={received} gaps={gaps} losses={losses} reconnects={reconnects} closes_during_faults={} failovers={failovers} removals={removals} rejoins={rejoins} relay_records_lost={relay_lost} messages_dropped={dropped} failover_median/max={} slower_than_{}ms={slow_failovers} violations={} elapsed={:?}",
+        "chaos: seed={seed} faults={} (kill={kills} of which restarted_on_their_data_dir={kept_dirs}, stop={stops}) creates_ok={} creates_failed={} {:?} deletes_ok={} deletes_failed={} {:?} live_channels={} messages_sent={sent} received={received} gaps={gaps} losses={losses} reconnects={reconnects} closes_during_faults={} failovers={failovers} removals={removals} rejoins={rejoins} relay_records_lost={relay_lost} messages_dropped={dropped} failover_median/max={} slower_than_{}ms={slow_failovers} violations={} elapsed={:?}",
         kills + stops,
         s.creates_ok,
         s.creates_failed.values().sum::<u32>(),

@@ -5,12 +5,14 @@
 //! runs, validation included.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use raft::prelude::{ConfChangeType, Message, MessageType};
 use raft::StateRole;
 
 use super::core::{Core, CoreSettings, ProposeError};
 use super::state::{Applied, Command};
+use super::storage::disk::Disk;
 use super::validate::Rejected;
 use crate::model::{ChannelRecord, ChannelSpec, Member, Pattern};
 
@@ -58,6 +60,8 @@ struct Net {
     /// Messages the receiving core refused, with why.
     rejected: Vec<(u64, Rejected)>,
     settings: CoreSettings,
+    /// With `Net::durable`: each node's data directory, kept across `crash` and `restart`.
+    dirs: Option<BTreeMap<u64, tempfile::TempDir>>,
 }
 
 impl Net {
@@ -75,6 +79,7 @@ impl Net {
             results: BTreeMap::new(),
             rejected: Vec::new(),
             settings,
+            dirs: None,
         };
         net.spawn(1);
         net.core(1).bootstrap().expect("bootstrap");
@@ -86,12 +91,54 @@ impl Net {
         net
     }
 
+    /// As `cluster`, every core on a data directory of its own (raft-engine in a tempdir).
+    fn durable(n: u64, snapshot_length: u64) -> Net {
+        let mut net = Net {
+            cores: BTreeMap::new(),
+            queue: VecDeque::new(),
+            cut: BTreeSet::new(),
+            results: BTreeMap::new(),
+            rejected: Vec::new(),
+            settings: settings(snapshot_length),
+            dirs: Some(BTreeMap::new()),
+        };
+        net.spawn(1);
+        net.core(1).bootstrap().expect("bootstrap");
+        net.settle();
+        for id in 2..=n {
+            net.add(id);
+        }
+        net
+    }
+
+    /// Starts core `id`: on its data directory (restored, if it has one) or in memory.
     fn spawn(&mut self, id: u64) {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
-        self.cores.insert(
-            id,
-            Core::new(member(id), self.settings.clone(), None, logger),
-        );
+        let settings = self.settings.clone();
+        let core = match self.dirs.as_mut() {
+            None => Core::new(member(id), settings, None, logger),
+            Some(dirs) => {
+                let dir = dirs
+                    .entry(id)
+                    .or_insert_with(|| tempfile::tempdir().expect("tempdir"));
+                let (disk, restored) = Disk::open(dir.path()).expect("open the data directory");
+                let disk = Arc::new(disk);
+                match restored {
+                    Some(r) if r.snapshot.is_some() => {
+                        Core::restore(member(id), settings, r, disk, logger).expect("restore")
+                    }
+                    _ => Core::new(member(id), settings, Some(disk), logger),
+                }
+            }
+        };
+        self.cores.insert(id, core);
+    }
+
+    /// Core `id` stops at once (a `kill -9`): what it wrote stays in its directory, what is in
+    /// flight to or from it is lost.
+    fn crash(&mut self, id: u64) {
+        self.cores.remove(&id);
+        self.queue.retain(|m| m.to != id && m.from != id);
     }
 
     fn core(&mut self, id: u64) -> &mut Core {
@@ -616,4 +663,88 @@ fn in_a_three_two_partition_only_the_majority_marks_and_removes_and_the_minority
             "node {id} committed a removal"
         );
     }
+}
+
+#[test]
+fn a_core_restarted_on_its_disk_is_the_same_member_and_catches_up_past_compactions_and_conf_changes(
+) {
+    // Compaction every 5 entries: the restart point is a persisted snapshot, not the log start.
+    let mut net = Net::durable(3, 5);
+    for i in 0..12 {
+        let leader = net.leader().expect("a leader");
+        assert!(matches!(
+            net.propose(leader, &create(&format!("a{i}"))),
+            Some(Ok(Applied::Created(_)))
+        ));
+    }
+    let term_before = net.cores[&3].term();
+    net.crash(3);
+    // While it is down: more writes, and a membership change it must replay in order.
+    for i in 0..8 {
+        let leader = net.leader().expect("a leader");
+        assert!(matches!(
+            net.propose(leader, &create(&format!("b{i}"))),
+            Some(Ok(Applied::Created(_)))
+        ));
+    }
+    net.add(4);
+    net.spawn(3);
+    assert!(net.cores[&3].started(), "restored as a started member");
+    assert!(
+        net.cores[&3].term() >= term_before,
+        "its term (and vote) survived"
+    );
+    let caught_up = net.tick_until(300, |net| {
+        net.channels(3).len() == 20 && net.cores[&3].state().members.contains_key(&4)
+    });
+    assert!(
+        caught_up,
+        "node 3 has {} channels, members {:?}",
+        net.channels(3).len(),
+        net.cores[&3].state().members.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        net.cores[&3].leader(),
+        net.leader(),
+        "it follows the leader"
+    );
+    // And it still votes: with node 1 cut off, 2, 3 and 4 elect a leader and commit.
+    net.isolate(1);
+    let elected = net.tick_until(300, |net| {
+        net.cores
+            .values()
+            .any(|c| c.id() != 1 && c.role() == StateRole::Leader)
+    });
+    assert!(elected, "a leader among 2, 3, 4");
+}
+
+#[test]
+fn a_whole_cluster_crashed_at_once_restarts_from_its_disks_with_every_write() {
+    let mut net = Net::durable(3, 4);
+    for i in 0..10 {
+        let leader = net.leader().expect("a leader");
+        assert!(matches!(
+            net.propose(leader, &create(&format!("c{i}"))),
+            Some(Ok(Applied::Created(_)))
+        ));
+    }
+    for id in 1..=3 {
+        net.crash(id);
+    }
+    for id in 1..=3 {
+        net.spawn(id);
+    }
+    let back = net.tick_until(300, |net| {
+        net.leader().is_some() && (1..=3).all(|id| net.channels(id).len() == 10)
+    });
+    assert!(
+        back,
+        "channels per node: {:?}",
+        (1..=3).map(|id| net.channels(id).len()).collect::<Vec<_>>()
+    );
+    let leader = net.leader().expect("a leader");
+    assert!(matches!(
+        net.propose(leader, &create("after")),
+        Some(Ok(Applied::Created(_)))
+    ));
 }

@@ -16,7 +16,8 @@
 //!   which a channel reaches other nodes without naming the cluster.
 //! - `cluster` — Raft (`core`: consensus and the failure detector as pure state, tested in a
 //!   simulated network by `harness`; `node`: the actor that gives it ticks, links and callers;
-//!   `state`, `storage`), membership, discovery and rejoin, the cross-node relay and the peer
+//!   `state`, `storage` — in memory, or written through to `WRS_DATA_DIR` by `storage::disk`),
+//!   membership, discovery and rejoin, the cross-node relay and the peer
 //!   port. It drives the actors (mirrors commits into the registry) and
 //!   implements `actors::peers::Peers`.
 //! - `api` — the actix-web application: REST, the WebSocket upgrade, pages, auth.

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# What WRS_DATA_DIR costs: the API scenario (50 keep-alive clients looping create → get →
+# delete) against wrs in memory and wrs on a data directory, alternating in one run, on one node
+# and on a 3-node cluster (the three calls of a loop go to three different nodes).
+#
+#   scripts/bench-durable.sh              3 runs of each, 4 s measured; prints a markdown table
+#   scripts/bench-durable.sh --runs 1 --duration 2
+#
+# Every durable run starts on an empty directory under target/bench/ (on this machine's disk,
+# whose fsync latency is the cost being measured). Results: target/bench/durable-<stamp>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runs=3
+duration=4
+warmup=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) runs="$2"; shift ;;
+    --duration) duration="$2"; shift ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "bench-durable.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+say() { echo "bench-durable.sh: $*" >&2; }
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+work="target/bench/durable-$stamp"
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+results="$work/results.jsonl"
+: > "$results"
+cargo build --release -p wrs -p wrs-bench
+bin=target/release
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+pick_port() {
+  local p=$1
+  while ! port_free "$p"; do p=$((p + 2)); done
+  echo "$p"
+}
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+trap cleanup EXIT
+
+# start NODES DURABLE RUN: NODES wrs processes (one cluster when 3), with or without data dirs;
+# sets `urls` and waits until every node answers and (for 3) all agree on a leader.
+start() {
+  local n=$1 durable=$2 run=$3 join="" ports=()
+  for i in $(seq 0 $((n - 1))); do ports+=("$(pick_port $((18300 + 20 * i + 2 * run)))"); done
+  if [ "$n" -gt 1 ]; then
+    join=$(printf '127.0.0.1:%s,' "${ports[@]}"); join=${join%,}
+  fi
+  urls=()
+  for i in $(seq 0 $((n - 1))); do
+    local p=${ports[$i]} dir=""
+    if [ "$durable" = 1 ]; then dir="$work/data-n$n-r$run-$i"; mkdir -p "$dir"; fi
+    WRS_BIND=127.0.0.1 WRS_API_PORT=$p WRS_NODE_PORT=$((p + 1000)) WRS_DOMAIN=127.0.0.1 \
+      WRS_JOIN=$join WRS_CLUSTER_SECRET=bench WRS_DATA_DIR=$dir \
+      "$bin/wrs" > "$work/wrs-n$n-d$durable-r$run-$i.log" 2>&1 &
+    pids+=("$!")
+    urls+=(--url "http://127.0.0.1:$p")
+  done
+  for _ in $(seq 1 100); do
+    local ready=1
+    for p in "${ports[@]}"; do
+      body=$( (exec 3<>"/dev/tcp/127.0.0.1/$p" && printf 'GET /cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3 && timeout 2 cat <&3) 2>/dev/null || true)
+      case "$body" in *'"leader":'[0-9]*) ;; *) ready= ;; esac
+      [ "$(echo "$body" | grep -o '"role"' | wc -l)" = "$n" ] || ready=
+    done
+    [ -z "$ready" ] || return 0
+    sleep 0.2
+  done
+  say "the $n-node setup (durable=$durable) did not come up; see $work"; exit 1
+}
+
+measure() {
+  local label=$1
+  timeout 120 "$bin/wrs-bench" "${urls[@]}" --label "$label" --duration "$duration" \
+    --warmup "$warmup" --json "$results" --no-header api --clients 50 >&2
+}
+
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+for run in $(seq 1 "$runs"); do
+  for n in 1 3; do
+    # alternate which goes first, so a burst of outside load does not always hit the same one
+    if [ $((run % 2)) = 1 ]; then order="0 1"; else order="1 0"; fi
+    for durable in $order; do
+      say "run $run/$runs: $n node(s), durable=$durable"
+      start "$n" "$durable" "$run"
+      label="memory-$n"; [ "$durable" = 0 ] || label="durable-$n"
+      measure "$label"
+      cleanup
+    done
+  done
+done
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+
+med() { "$bin/wrs-bench" median --results "$results" --scenario api --key 50 --server "$1" --field "$2"; }
+{
+  echo "| nodes | in memory, req/s | WRS_DATA_DIR, req/s | durable ÷ memory | p99 ms memory / durable |"
+  echo "|---|---|---|---|---|"
+  for n in 1 3; do
+    m=$(med "memory-$n" rate); d=$(med "durable-$n" rate)
+    mp=$(med "memory-$n" p99); dp=$(med "durable-$n" p99)
+    awk -v n="$n" -v m="$m" -v d="$d" -v mp="$mp" -v dp="$dp" \
+      'BEGIN { printf "| %d | %.0f | %.0f | %.2f× | %.1f / %.1f |\n", n, m, d, d / m, mp, dp }'
+  done
+  echo
+  echo "Medians of $runs runs of ${duration} s after ${warmup} s warm-up each, alternating; commit"
+  echo "$(git rev-parse --short HEAD), $(nproc) cores, load average $load_start at start and $load_end at the end."
+  echo "Command: scripts/bench-durable.sh --runs $runs --duration $duration (results: $work)."
+} | tee "$work/durable.md"

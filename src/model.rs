@@ -146,6 +146,9 @@ pub struct ClusterBody {
     pub commit_index: u64,
     pub applied_index: u64,
     pub nodes: Vec<NodeBody>,
+    /// The cluster's identity (0: not part of a cluster yet, or from an older node).
+    #[serde(default)]
+    pub cluster: u64,
 }
 
 /// One member in `GET /cluster`.

@@ -15,7 +15,7 @@ use crate::api::{self, AppState};
 use crate::cluster::{
     self,
     core::CoreSettings,
-    node::{Boot, RaftNode, RaftSettings},
+    node::{Boot, GetView, RaftNode, RaftSettings},
     storage::disk::Disk,
 };
 use crate::config::Config;
@@ -147,9 +147,12 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
             secret: config.cluster_secret.clone(),
         },
         own_addrs: own,
+        data_dir: config.data_dir.as_ref().map(|d| d.display().to_string()),
     };
     let (node, me_at_start, down_after) = (raft.clone(), me.clone(), config.node_down_after);
     let leaving = Arc::clone(&shutting_down);
+    // A discovery that must stop the node (a data directory of another cluster).
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
     actix_rt::spawn(async move {
         let mut discovery = discovery;
         if restarted {
@@ -159,12 +162,19 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
                 "cluster: restarted as member {}; not looking for a cluster",
                 me_at_start.id
             );
+            let mine = node.send(GetView).await.map_or(0, |v| v.cluster);
+            if let Err(e) = cluster::membership::check_own_cluster(&discovery, mine).await {
+                let _ = fatal_tx.send(e);
+                return;
+            }
         } else {
             tokio::time::sleep(delay).await;
             discovery.own_addrs =
                 cluster::membership::discover(&discovery, me_at_start, &node, true).await;
         }
-        cluster::membership::watch(discovery, node, down_after, leaving).await;
+        if let Err(e) = cluster::membership::watch(discovery, node, down_after, leaving).await {
+            let _ = fatal_tx.send(e);
+        }
     });
 
     let durable = config.data_dir.is_some();
@@ -186,7 +196,17 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
         handle.stop(true).await;
     };
     let server_task = actix_rt::spawn(server);
-    stop.await;
+    let fatal = async {
+        match fatal_rx.await {
+            Ok(e) => e,
+            // Discovery ended without a verdict: nothing to stop for.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = stop => {}
+        e = fatal => return Err(e),
+    }
     let timeout = config.shutdown_timeout + Duration::from_secs(1);
     if tokio::time::timeout(timeout, server_task).await.is_err() {
         log::warn!("server did not stop within {timeout:?}; exiting anyway");

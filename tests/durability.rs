@@ -377,3 +377,43 @@ async fn a_whole_cluster_killed_at_once_comes_back_with_every_channel() {
         started.elapsed()
     );
 }
+
+#[actix_rt::test]
+async fn a_data_dir_of_another_cluster_is_refused_naming_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = start_on(dir.path()).await;
+    let mine = a.cluster_view().await["cluster"]
+        .as_u64()
+        .expect("a cluster id");
+    a.create_channel("echo").await;
+    a.kill_hard();
+    drop(a);
+    // Another cluster, in memory, that this directory's node is then pointed at.
+    let b = Server::start(&[]).await;
+    let theirs = b.cluster_view().await["cluster"]
+        .as_u64()
+        .expect("a cluster id");
+    assert_ne!(mine, theirs, "two clusters, two identities");
+    let path = dir.path().display().to_string();
+    let join = b.address();
+    let out = run_with_env(&[("WRS_DATA_DIR", path.as_str()), ("WRS_JOIN", join.as_str())]).await;
+    eprintln!(
+        "directory of cluster {mine} started with WRS_JOIN={join} (cluster {theirs}): exit {:?}",
+        out.code
+    );
+    assert!(
+        out.code.is_some_and(|c| c != 0),
+        "exit {:?}: {}",
+        out.code,
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&path) && out.stderr.contains(&theirs.to_string()),
+        "stderr names the path and the other cluster: {}",
+        out.stderr
+    );
+    // Nothing was reset: the directory still starts, alone, with its channel.
+    let a = start_on(dir.path()).await;
+    assert_eq!(a.cluster_view().await["cluster"].as_u64(), Some(mine));
+    assert_eq!(a.channel_ids().await.len(), 1);
+}

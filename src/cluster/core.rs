@@ -337,7 +337,10 @@ impl Core {
         if self.started {
             return Ok(());
         }
-        let mut state = ClusterState::default();
+        let mut state = ClusterState {
+            cluster: super::random_node_id(),
+            ..ClusterState::default()
+        };
         state.members.insert(self.me.id, self.me.clone());
         let storage = WrsStorage::bootstrap(self.me.id, state.to_bytes(), self.disk.clone())
             .map_err(|e| e.to_string())?;

@@ -194,6 +194,34 @@ pub struct Discovery {
     pub join: Vec<String>,
     pub access: ApiAccess,
     pub own_addrs: BTreeSet<String>,
+    /// `WRS_DATA_DIR`, if set: its cluster must be the one behind `WRS_JOIN`.
+    pub data_dir: Option<String>,
+}
+
+/// A node on a data directory must not take up another cluster (nor rejoin one, which would
+/// reset the directory): the first `WRS_JOIN` address whose node has a leader and another
+/// cluster identity than `mine` makes this an error naming the directory.
+pub async fn check_own_cluster(d: &Discovery, mine: u64) -> Result<(), String> {
+    let Some(dir) = &d.data_dir else {
+        return Ok(());
+    };
+    if mine == 0 {
+        return Ok(());
+    }
+    for addr in resolve(&d.join).difference(&d.own_addrs) {
+        let Ok(body) = probe(addr, &d.access).await else {
+            continue;
+        };
+        if body.leader.is_some() && body.cluster != 0 && body.cluster != mine {
+            return Err(format!(
+                "WRS_DATA_DIR {dir}: this directory belongs to cluster {mine}, but {addr} (from \
+                 WRS_JOIN) is a node of cluster {}; refusing to start. Start on an empty \
+                 directory to join that cluster.",
+                body.cluster
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// At start: join an existing cluster from `WRS_JOIN`, or start one if this node is the
@@ -285,24 +313,26 @@ const WATCH_EVERY: Duration = Duration::from_secs(1);
 ///
 /// It ends when `leaving` is set: a node shutting down removes itself, and must not take that
 /// for a reason to join again.
+///
+/// An error: the cluster behind `WRS_JOIN` is not this data directory's (the node must stop).
 pub async fn watch(
     d: Discovery,
     node: Addr<RaftNode>,
     down_after: Duration,
     leaving: Arc<AtomicBool>,
-) {
+) -> Result<(), String> {
     if d.join.is_empty() {
-        return;
+        return Ok(());
     }
     let mut d = d;
     let mut lonely_since: Option<Instant> = None;
     loop {
         actix_rt::time::sleep(WATCH_EVERY).await;
         if leaving.load(Ordering::Relaxed) {
-            return;
+            return Ok(());
         }
         let Ok(view) = node.send(GetView).await else {
-            return;
+            return Ok(());
         };
         let removed = if view.removed {
             true
@@ -314,9 +344,11 @@ pub async fn watch(
             since.elapsed() >= down_after && !counted_by_leader(&d, view.id).await
         };
         if removed && !leaving.load(Ordering::Relaxed) {
+            // Rejoining resets the data directory: only ever into this directory's cluster.
+            check_own_cluster(&d, view.cluster).await?;
             let me = match node.send(Rejoin).await {
                 Ok(me) => me,
-                Err(_) => return,
+                Err(_) => return Ok(()),
             };
             d.own_addrs = discover(&d, me, &node, false).await;
             lonely_since = None;

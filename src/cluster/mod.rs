@@ -39,6 +39,7 @@ pub fn view_body(view: &ClusterView) -> ClusterBody {
         term: view.term,
         commit_index: view.commit,
         applied_index: view.applied,
+        cluster: view.cluster,
         nodes: view
             .nodes
             .iter()

@@ -59,6 +59,8 @@ pub struct ClusterView {
     pub me: Member,
     /// This node applied its own removal: it must rejoin as a new member.
     pub removed: bool,
+    /// The cluster's identity (0 before this node is part of one).
+    pub cluster: u64,
 }
 
 /// One member as this node sees it.
@@ -691,6 +693,7 @@ impl Handler<GetView> for RaftNode {
             nodes,
             me: self.me.clone(),
             removed: self.core.removed(),
+            cluster: self.core.state().cluster,
         })
     }
 }

@@ -56,6 +56,10 @@ pub struct ClusterState {
     /// Members marked down by the leader's failure detector (absent from old snapshots).
     #[serde(default)]
     pub down: BTreeSet<u64>,
+    /// The cluster's identity, drawn when its first node bootstrapped (0 in old snapshots): a
+    /// data directory of one cluster is never taken up by another.
+    #[serde(default)]
+    pub cluster: u64,
 }
 
 impl ClusterState {

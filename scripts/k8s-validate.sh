@@ -11,8 +11,11 @@
 #      (Deployment, whose pods advertise their pod IP and remove dead members), the grace
 #      period outlasts WRS_SHUTDOWN_TIMEOUT, the probes hit /readyz and /healthz, the pod runs
 #      as the image's non-root user on a read-only root filesystem, every WRS_* key is a real
-#      setting (README.md's table), the PDB keeps a majority, the Ingress host is
-#      WRS_PUBLIC_URL's; and the two pod templates differ only in WRS_DOMAIN.
+#      setting (README.md's table, or a table of docs/operations.md), the PDB keeps a majority,
+#      the Ingress host is WRS_PUBLIC_URL's; the StatefulSet keeps WRS_DATA_DIR on a volume of
+#      each pod's own (volumeClaimTemplates, writable through fsGroup) and the Deployment keeps
+#      memory only (WRS_DATA_DIR ""); and the two pod templates differ only in WRS_DOMAIN and
+#      the StatefulSet's data volume mount.
 # Rendering needs kubectl (offline: `kubectl kustomize` talks to no cluster); without it the
 # script fails, since the overlays are not meaningful as separate files.
 # The validator is installed (PyPI) into target/ops-venv when missing.
@@ -92,7 +95,18 @@ def need(cond, what):
         errors.append(what)
 
 known = set(re.findall(r"`(WRS_[A-Z_]+)`", open("README.md").read()))
-image_user = re.findall(r"^USER\s+(\d+)", open("Containerfile").read(), re.M)
+# ... and the settings in the first column of a table in docs/operations.md.
+for line in open("docs/operations.md"):
+    if line.startswith("|"):
+        known |= set(re.findall(r"`(WRS_[A-Z_]+)`", line.split("|")[1]))
+containerfile = open("Containerfile").read()
+image_user = re.findall(r"^USER\s+(\d+)", containerfile, re.M)
+# The image's own WRS_DATA_DIR (ENV ... WRS_DATA_DIR=/data) and its VOLUMEs.
+image_data_dir = (re.findall(r"\bWRS_DATA_DIR=(\S*)", containerfile) or [""])[-1]
+image_volumes = set()
+for v in re.findall(r"^VOLUME\s+(.+)$", containerfile, re.M):
+    v = v.strip()
+    image_volumes |= set(json.loads(v)) if v.startswith("[") else set(v.split())
 templates = {}
 
 def check(rendered):
@@ -120,7 +134,7 @@ def check(rendered):
 
     # Every WRS_* name is a setting wrs knows (README.md's configuration table).
     used = set(cm) | {n for n in env if n.startswith("WRS_")}
-    need(not (used - known), tag + f"every WRS_* variable is documented in README.md (unknown: {sorted(used - known) or 'none'})")
+    need(not (used - known), tag + f"every WRS_* variable is documented in README.md or docs/operations.md (unknown: {sorted(used - known) or 'none'})")
 
     join = [a.strip() for a in cm["WRS_JOIN"].split(",")]
     def peers_service(svc):
@@ -140,6 +154,25 @@ def check(rendered):
         need(env["WRS_DOMAIN"].get("value") == f"$(POD_NAME).{svc}"
              and env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name",
              tag + "WRS_DOMAIN is the pod's name under the headless Service (downward API)")
+        # Durable: WRS_DATA_DIR on a PersistentVolume of each pod's own.
+        data_dir = env["WRS_DATA_DIR"].get("value") if "WRS_DATA_DIR" in env else cm.get("WRS_DATA_DIR", image_data_dir)
+        claims = {t["metadata"]["name"]: t["spec"] for t in spec.get("volumeClaimTemplates", [])}
+        mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+        m = mounts.get(data_dir or "")
+        claim = claims.get(m["name"]) if m else None
+        need(bool(data_dir) and claim is not None and not m.get("readOnly", False),
+             tag + f"WRS_DATA_DIR {data_dir!r} is the mount of a volumeClaimTemplate "
+             f"({m['name'] if m else 'no mount there'}): each pod keeps its own Raft log and identity")
+        need(claim is not None and claim.get("accessModes") == ["ReadWriteOnce"]
+             and "storage" in claim.get("resources", {}).get("requests", {}),
+             tag + f"the claim is ReadWriteOnce with a storage request "
+             f"({(claim or {}).get('resources', {}).get('requests', {}).get('storage', 'none')})")
+        need(image_user and str(pod.get("securityContext", {}).get("fsGroup")) == image_user[-1].split(":")[0],
+             tag + f"fsGroup {pod.get('securityContext', {}).get('fsGroup')} = the image's user: the volume is writable")
+        need(not (set(mounts) - {data_dir}) and not pod.get("volumes"),
+             tag + f"the data volume is the only mount (read-only root filesystem elsewhere): {sorted(mounts)}")
+        need(bool(image_data_dir) and image_data_dir in image_volumes,
+             tag + f"the Containerfile's WRS_DATA_DIR {image_data_dir!r} is a VOLUME ({sorted(image_volumes)})")
     else:
         svc = join[0].rsplit(":", 1)[0]
         need(len(join) == 1 and join[0] == f"{svc}:{api_port}" and svc in by.get("Service", {}),
@@ -156,7 +189,14 @@ def check(rendered):
         need(spec.get("strategy", {}).get("type") == "RollingUpdate"
              and str(ru.get("maxSurge")) == "1" and str(ru.get("maxUnavailable")) == "0",
              tag + "rollout: one new pod at a time, ready before an old one stops (maxSurge 1, maxUnavailable 0)")
-        need(not pod.get("volumes"), tag + "no volumes (state is in memory; any pod is replaceable)")
+        need(not pod.get("volumes") and not c.get("volumeMounts"),
+             tag + "no volumes (state is in memory; any pod is replaceable)")
+        # The image defaults to WRS_DATA_DIR=/data, on the read-only root filesystem here
+        # (Kubernetes mounts nothing for an image's VOLUME): the Deployment must turn it off.
+        dd = env["WRS_DATA_DIR"].get("value") if "WRS_DATA_DIR" in env else cm.get("WRS_DATA_DIR")
+        need(dd is not None and dd.strip() == "",
+             tag + f"WRS_DATA_DIR is set to empty (memory only; the image's default {image_data_dir!r} "
+             f"would be the read-only root filesystem): {dd!r}")
     need(peers_service(svc),
          tag + f"Service {svc} is headless, publishes not-ready pods, has the api and peer ports, selects the pods")
     need(env["WRS_CLUSTER_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "wrs-secrets",
@@ -203,18 +243,20 @@ def check(rendered):
 for rendered in sys.argv[1:]:
     check(rendered)
 
-# The two pod templates are one pod, apart from how it names itself: compare them with
-# WRS_DOMAIN and the downward-API variable it is made of taken out.
+# The two pod templates are one pod, apart from how it names itself and the StatefulSet's data
+# volume: compare them with WRS_DOMAIN, the downward-API variable it is made of and the volume
+# mounts taken out.
 print("k8s-validate: --- both workloads")
 if {"StatefulSet", "Deployment"} <= set(templates):
     def strip(t):
         t = json.loads(json.dumps(t))
         c = t["spec"]["containers"][0]
         c["env"] = [e for e in c["env"] if e["name"] not in ("WRS_DOMAIN", "POD_NAME", "POD_IP")]
+        c.pop("volumeMounts", None)
         return t
     a, b = strip(templates["StatefulSet"][1]), strip(templates["Deployment"][1])
     diff = sorted(k for k in set(a["spec"]) | set(b["spec"]) if a["spec"].get(k) != b["spec"].get(k))
-    need(a == b, "the StatefulSet's and the Deployment's pod templates differ only in WRS_DOMAIN"
+    need(a == b, "the StatefulSet's and the Deployment's pod templates differ only in WRS_DOMAIN and the data volume mount"
          + (f" (also in: {diff or 'metadata'})" if a != b else ""))
 else:
     need(False, f"both a StatefulSet and a Deployment rendered (got {sorted(templates)})")

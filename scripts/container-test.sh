@@ -4,12 +4,16 @@
 # filesystem, no capabilities) and checks it end to end:
 #   /healthz, /readyz, /metrics, a channel created over REST, a WebSocket echo round trip,
 #   the user inside is not root, and `docker stop` (SIGTERM) closes an open WebSocket with
-#   1001 and exits 0 within the grace period.
+#   1001 and exits 0 within the grace period. The node runs on a named volume at /data (the
+#   image's WRS_DATA_DIR): started again after the stop, and again after a `docker kill`, it is
+#   the same node id with its channels, whose tokens still connect.
 # Then a three-node cluster laid out as k8s/ does (stable names, WRS_JOIN listing them,
-# WRS_DOMAIN = own name, a shared WRS_CLUSTER_SECRET) on an --internal network: it forms one
-# cluster, a channel made on one node is seen and relayed on the others, and the leader's
-# `docker stop` leaves the cluster cleanly (exit 0, its clients closed with 1001, two nodes left).
-# Then compose.yaml's three services (failover, a partition), and compose.scale.yaml's one
+# WRS_DOMAIN = own name, a shared WRS_CLUSTER_SECRET) on an --internal network, memory only
+# (WRS_DATA_DIR empty, as the Deployment): it forms one cluster, a channel made on one node is
+# seen and relayed on the others, and the leader's `docker stop` leaves the cluster cleanly
+# (exit 0, its clients closed with 1001, two nodes left).
+# Then compose.yaml's three services, each on its own named volume (failover, the stopped
+# leader back as the same member, a partition), and compose.scale.yaml's one
 # scalable service laid out as k8s/overlays/deployment does (WRS_JOIN = the service name,
 # WRS_DOMAIN = the container's address): scaled 3 -> 5 -> 3 while creates and pub-sub exchanges
 # run, then a container killed (docker kill); errors beyond documented reconnects fail it.
@@ -50,6 +54,7 @@ mkdir -p "$WORK"
 CHROOT=""            # a rootfs whose /proc is mounted, unmounted on exit
 CONTAINERS=()        # containers this run started, removed on exit
 NETWORKS=()          # networks this run made, removed on exit
+VOLUMES=()           # named volumes this run made, removed on exit (after the containers)
 CLIENT_PID=""
 COMPOSE_UP=""        # the compose project this run started, taken down on exit
 COMPOSE_FILE_UP=compose.yaml   # ... and its file
@@ -63,7 +68,10 @@ cleanup() {
         "${COMPOSE[@]}" -f "$COMPOSE_FILE_UP" -p "$COMPOSE_UP" down -v --timeout 5 >/dev/null 2>&1 || true
     fi
     if [ -n "$CHROOT" ]; then umount "$CHROOT/proc" 2>/dev/null || true; fi
-    for c in "${CONTAINERS[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
+    # -v: the image declares VOLUME /data, so a container run without a mount there has an
+    # anonymous volume; remove it with the container.
+    for c in "${CONTAINERS[@]}"; do docker rm -f -v "$c" >/dev/null 2>&1 || true; done
+    for v in "${VOLUMES[@]}"; do docker volume rm -f "$v" >/dev/null 2>&1 || true; done
     for n in "${NETWORKS[@]}"; do docker network rm "$n" >/dev/null 2>&1 || true; done
     return $rc
 }
@@ -374,16 +382,19 @@ def view(url):
     except (ValueError, KeyError, TypeError):
         return None
 
-def agree(argv, same_members):
+def agree(argv, same_members, leader_among=False):
     # agree WANT SECONDS URL...: every node reports WANT members and the same leader (and,
-    # with same_members, the same member ids). Prints "leader <index in URL list> <leader id>",
-    # "ids <id of each node>", "members <ids>"; exits 0, or 1 with what was seen.
+    # with same_members, the same member ids; with leader_among, the leader is one of the
+    # nodes asked: not a stopped member the others still name). Prints "leader <index in URL
+    # list> <leader id>", "ids <id of each node>", "members <ids>"; exits 0, or 1 with what
+    # was seen.
     want, secs, urls = int(argv[0]), float(argv[1]), argv[2:]
     deadline, views = time.time() + secs, []
     while time.time() < deadline:
         views = [view(u) for u in urls]
         if all(v and v["leader"] is not None and len(v["nodes"]) == want for v in views) \
                 and len({v["leader"] for v in views}) == 1 \
+                and (not leader_among or views[0]["leader"] in {v["id"] for v in views}) \
                 and (not same_members
                      or len({tuple(sorted(n["id"] for n in v["nodes"])) for v in views}) == 1):
             ids = [v["id"] for v in views]
@@ -403,10 +414,12 @@ ONLY=${WRS_CONTAINER_ONLY:-}
 case "$ONLY" in ""|scale) ;; *) fail "WRS_CONTAINER_ONLY='$ONLY': the only stage that runs alone is 'scale'";; esac
 if [ "$ONLY" != scale ]; then   # sections 3-6; WRS_CONTAINER_ONLY=scale skips them
 
-phase "starting $NAME (read-only root fs, no capabilities, API on a 127.0.0.1 port)"
+phase "starting $NAME (read-only root fs, no capabilities, API on a 127.0.0.1 port, volume $NAME-data at /data)"
 CONTAINERS+=("$NAME")
+VOLUMES+=("$NAME-data")
+# A new named volume: the engine copies /data's owner (10001) from the image into it.
 docker run -d --name "$NAME" --read-only --cap-drop ALL --security-opt no-new-privileges \
-    -p 127.0.0.1::8080 -e WRS_SHUTDOWN_TIMEOUT=5000 "$IMAGE" >/dev/null \
+    -p 127.0.0.1::8080 -e WRS_SHUTDOWN_TIMEOUT=5000 -v "$NAME-data:/data" "$IMAGE" >/dev/null \
     || fail "docker run failed"
 PORT=$(docker port "$NAME" 8080/tcp | awk -F: 'NR == 1 { print $NF }')
 [ -n "$PORT" ] || fail "no published port for 8080"
@@ -522,6 +535,49 @@ if mode == "members":
         time.sleep(0.5)
     check(all(n == want for n in sizes), f"the remaining nodes see {want} members and a leader (saw {sizes})")
 
+if mode == "keep":
+    # An echo channel whose id, token URL and the node's id are written to argv[3], for "kept"
+    # after a restart.
+    status, body = http("POST", "/channels", {"pattern": "echo"})
+    check(status == 201, f"POST /channels echo -> 201 (got {status})")
+    created = json.loads(body)
+    status, body = http("GET", "/cluster")
+    check(status == 200, f"GET /cluster -> 200 (got {status})")
+    with open(sys.argv[3], "a") as f:
+        f.write(f"{created['data']['id']} {created['connect']} {json.loads(body)['data']['id']}\n")
+
+if mode == "kept":
+    # After a restart on the same volume: the node id of argv[3]'s lines, each channel there
+    # (GET 200), its token connects (an echo round trip), a wrong token does not.
+    kept = [l.split() for l in open(sys.argv[3]) if l.strip()]
+    deadline, status, view = time.time() + 20, None, None
+    while time.time() < deadline:
+        try:
+            status, body = http("GET", "/cluster")
+            view = json.loads(body)["data"] if status == 200 else None
+            if view and view["leader"] is not None and http("GET", "/readyz")[0] == 200:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.2)
+    check(view is not None and view["leader"] is not None, f"GET /cluster: a leader after the restart ({status})")
+    check(str(view["id"]) == kept[0][2] and [n["id"] for n in view["nodes"]] == [view["id"]],
+          f"same node id {view['id']} as before the restart (was {kept[0][2]}), the only member")
+    for cid, connect, _ in kept:
+        status, _ = http("GET", f"/channels/{cid}")
+        check(status == 200, f"GET /channels/{cid} -> 200 after the restart (got {status})")
+        ws = websocket.create_connection(ws_url({"connect": connect}), timeout=5)
+        ws.send(f"{cid} after the restart")
+        check(ws.recv() == f"{cid} after the restart", f"its token still connects: echo round trip on {cid}")
+        ws.close()
+    bad = kept[0][1].rsplit("token=", 1)[0] + "token=" + "0" * 32
+    try:
+        websocket.create_connection(ws_url({"connect": bad}), timeout=5).close()
+        refused = None
+    except websocket.WebSocketBadStatusException as e:
+        refused = e.status_code
+    check(refused == 403, f"a wrong token is still refused (got {refused or 101}, want 403)")
+
 if mode == "hold":
     status, body = http("POST", "/channels", {"pattern": "pub-sub"})
     check(status == 201, "POST /channels pub-sub -> 201")
@@ -562,7 +618,9 @@ if [ "${#HC[@]}" -gt 0 ]; then
     say "    ok   HEALTHCHECK command passes"
 fi
 
-# 4. SIGTERM with a client connected.
+# 4. SIGTERM with a client connected (and a channel kept for 4b).
+: >"$WORK/kept"
+if ! "$PY" "$WORK/client.py" "$BASE" keep "$WORK/kept" | sed 's/^/    /'; then fail "creating the channel to keep failed"; fi
 "$PY" "$WORK/client.py" "$BASE" hold >"$WORK/hold.out" 2>&1 &
 CLIENT_PID=$!
 for _ in $(seq 1 100); do
@@ -585,13 +643,43 @@ say "    stop took $STOP_MS ms, exit code $EXIT_CODE, client saw: $(grep '^close
 [ "$EXIT_CODE" = 0 ] && [ "$OOM" = false ] || fail "exit code $EXIT_CODE after SIGTERM (expected 0)"
 [ "$CLOSE" = 1001 ] || fail "the open WebSocket got close code '${CLOSE:-none}' (expected 1001)"
 log_has "$NAME" "shutting down" || fail "no 'shutting down' line in the container log"
+log_has "$NAME" "staying a member" || fail "no 'staying a member' line: WRS_DATA_DIR=/data not in effect?"
+
+# 4b. The volume: started again after the stop, and after a docker kill (SIGKILL: no shutdown
+# at all), the node is the member it was, with its channels and their tokens.
+restarted() {   # WHAT: docker start, then the checks of client.py kept
+    local t0=$(date +%s%N) ms
+    docker start "$NAME" >/dev/null || fail "docker start after $1 failed"
+    PORT=$(docker port "$NAME" 8080/tcp | awk -F: 'NR == 1 { print $NF }')
+    BASE=http://127.0.0.1:$PORT
+    "$PY" "$WORK/client.py" "$BASE" up || fail "the container did not become healthy after $1"
+    if ! "$PY" "$WORK/client.py" "$BASE" kept "$WORK/kept" >"$WORK/kept.out" 2>&1; then
+        sed 's/^/    /' "$WORK/kept.out"; fail "after $1 on the volume"
+    fi
+    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    sed 's/^/    /' "$WORK/kept.out"
+    say "    ok   after $1: start to all checks passed in $ms ms"
+}
+phase "restart on the volume $NAME-data: docker start after the stop"
+restarted "docker stop"
+OWNER=$(docker exec "$NAME" stat -c '%u:%g' /data/raft) || fail "no /data/raft in the container"
+RAFT_FILES=$(docker exec "$NAME" ls /data/raft | tr '\n' ' ')$(docker exec "$NAME" du -sk /data/raft | awk '{ print "(" $1 " KiB)" }')
+[ "$OWNER" = "10001:10001" ] || fail "/data/raft is owned by $OWNER (expected 10001:10001)"
+say "    ok   /data/raft owned by $OWNER: $RAFT_FILES"
+if ! "$PY" "$WORK/client.py" "$BASE" keep "$WORK/kept" | sed 's/^/    /'; then fail "creating a second channel to keep failed"; fi
+phase "docker kill (SIGKILL) right after a create, docker start"
+docker kill "$NAME" >/dev/null || fail "docker kill failed"
+timeout 10 docker wait "$NAME" >/dev/null 2>&1 || true
+restarted "docker kill"
+docker stop -t 15 "$NAME" >/dev/null || fail "docker stop failed"
 
 # ---------------------------------------------------------------------------------------------
 # 5. A three-node cluster, laid out as k8s/ does it.
 # ---------------------------------------------------------------------------------------------
 # Network aliases wrs-0..2 stand for the StatefulSet's pod names under the headless Service.
 # The network is --internal: nothing on it routes off the machine; the host reaches the
-# containers' own addresses on it.
+# containers' own addresses on it. Memory only (-e WRS_DATA_DIR=, as k8s/overlays/deployment):
+# what is checked here is the leave on SIGTERM; section 6 runs nodes on volumes.
 # compose.yaml describes the same layout for users; check that it parses (with a stand-in secret).
 if docker compose version >/dev/null 2>&1; then COMPOSE=(docker compose)
 elif command -v docker-compose >/dev/null; then COMPOSE=(docker-compose)
@@ -612,7 +700,8 @@ for i in 0 1 2; do
     docker run -d --name "$NAME-$i" --network "$NET" --network-alias "wrs-$i" \
         --read-only --cap-drop ALL --security-opt no-new-privileges \
         -e WRS_DOMAIN="wrs-$i" -e WRS_JOIN=wrs-0:8080,wrs-1:8080,wrs-2:8080 \
-        -e WRS_CLUSTER_SECRET="$SECRET" "$IMAGE" >/dev/null || fail "docker run $NAME-$i failed"
+        -e WRS_CLUSTER_SECRET="$SECRET" -e WRS_DATA_DIR= --tmpfs /data "$IMAGE" >/dev/null \
+        || fail "docker run $NAME-$i failed"
     IP=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$NAME-$i")
     URLS+=("http://$IP:8080")
 done
@@ -661,8 +750,10 @@ fi
 # the host talks to the nodes' own addresses on it, as in section 5, and to a node cut off the
 # network through `docker exec` (bash's /dev/tcp on 127.0.0.1). Steps: one cluster of three;
 # a pub-sub channel made through wrs-0, clients on wrs-1 and wrs-2 exchange messages both ways;
-# `stop` of the leader's service: the other two elect a leader and accept a create, `start`:
-# it rejoins with a new id; `docker network disconnect` of a follower: the majority accepts
+# `stop` of the leader's service: it stays a member (its named volume), the other two elect a
+# leader and accept a create; `start`: it is back as the same member (same id, same members),
+# serves both channels, and the first one's token connects through it;
+# `docker network disconnect` of a follower: the majority accepts
 # writes, the cut-off node answers a write with 503; `docker network connect`: it rejoins and
 # serves the channel made meanwhile. WRS_SKIP_COMPOSE=1 skips this section.
 C_START=$(date +%s)
@@ -698,6 +789,9 @@ from views import http, agree
 mode = sys.argv[1]
 if mode == "agree":
     agree(sys.argv[2:], same_members=False)
+if mode == "survivors":
+    # as agree, and the leader is one of the nodes asked (the stopped one is still a member)
+    agree(sys.argv[2:], same_members=False, leader_among=True)
 
 if mode == "create":
     # create URL SECONDS: POST a pub-sub channel, retrying until 201. Prints "<id> <connect>".
@@ -754,6 +848,7 @@ step_ok "up: 3 services on the internal network $CNET"
 "$PY" "$WORK/compose.py" agree 3 60 "${CU[@]}" >"$WORK/agree.out" 2>&1 || { cat "$WORK/agree.out"; step_fail "one cluster of 3"; }
 read -r _ L LID < <(grep '^leader' "$WORK/agree.out")
 read -r -a IDS < <(grep '^ids' "$WORK/agree.out"); IDS=("${IDS[@]:1}")
+MEMBERS=$(grep '^members' "$WORK/agree.out" | tr ' ' '\n' | sed 1d | sort | tr '\n' ' ')
 step_ok "one cluster of 3, all agree on leader ${SVC[$L]} (id $LID) [$(( $(date +%s) - C_START )) s]"
 
 # 2. A channel through wrs-0, clients on wrs-1 and wrs-2.
@@ -763,27 +858,39 @@ read -r CH CONNECT < <("$PY" "$WORK/compose.py" create "${CU[0]}" 10) || step_fa
     || { cat "$WORK/exchange.out"; step_fail "messages between clients on wrs-1 and wrs-2"; }
 step_ok "channel $CH made through wrs-0; clients on wrs-1 and wrs-2 exchange a message each way"
 
-# 3. Stop the leader's service: failover.
-LS=${SVC[$L]}
+# 3. Stop the leader's service: failover. On its volume it does not leave: still 3 members.
+LS=${SVC[$L]}; LI=${LS#wrs-}; LC=$(cid_of "$LS")
 REST=(); for s in "${SVC[@]}"; do [ "$s" = "$LS" ] || REST+=("$s"); done
 T0=$(date +%s%N)
 compose stop "$LS" >>"$WORK/compose-up.log" 2>&1 || step_fail "stop $LS"
+[ "$(docker inspect -f '{{.State.ExitCode}}' "$LC")" = 0 ] || step_fail "$LS exited with $(docker inspect -f '{{.State.ExitCode}}' "$LC") on stop (expected 0)"
+log_has "$LC" "staying a member" || step_fail "$LS does not log 'staying a member' on stop (WRS_DATA_DIR=/data not in effect?)"
 mapfile -t RU < <(curls "${REST[@]}")
-"$PY" "$WORK/compose.py" agree 2 15 "${RU[@]}" >"$WORK/agree.out" 2>&1 || { cat "$WORK/agree.out"; step_fail "failover after stopping $LS"; }
+"$PY" "$WORK/compose.py" survivors 3 15 "${RU[@]}" >"$WORK/agree.out" 2>&1 || { cat "$WORK/agree.out"; step_fail "failover after stopping $LS"; }
 "$PY" "$WORK/compose.py" create "${RU[0]}" 10 >"$WORK/create.out" 2>&1 || { cat "$WORK/create.out"; step_fail "a create after failover"; }
 FAILOVER_MS=$(( ($(date +%s%N) - T0) / 1000000 ))
 [ "$FAILOVER_MS" -le 20000 ] || step_fail "failover took $FAILOVER_MS ms"
+read -r FCH _ <"$WORK/create.out"
 read -r _ NL _ < <(grep '^leader' "$WORK/agree.out")
-step_ok "stop $LS: ${REST[$NL]} leads ${REST[*]}, a create succeeds, ${FAILOVER_MS} ms after stop was issued"
+step_ok "stop $LS: it stays a member (exit 0), ${REST[$NL]} leads ${REST[*]}, a create succeeds (channel $FCH), ${FAILOVER_MS} ms after stop was issued"
 
-# 4. Start it again: it rejoins with a new id.
+# 4. Start it again: from its volume, the same member.
+T0=$(date +%s%N)
 compose start "$LS" >>"$WORK/compose-up.log" 2>&1 || step_fail "start $LS"
 mapfile -t CU < <(curls "${SVC[@]}")
-"$PY" "$WORK/compose.py" agree 3 30 "${CU[@]}" >"$WORK/agree.out" 2>&1 || { cat "$WORK/agree.out"; step_fail "$LS rejoins"; }
+"$PY" "$WORK/compose.py" agree 3 30 "${CU[@]}" >"$WORK/agree.out" 2>&1 || { cat "$WORK/agree.out"; step_fail "$LS comes back"; }
 read -r _ L LID < <(grep '^leader' "$WORK/agree.out")
 read -r -a IDS2 < <(grep '^ids' "$WORK/agree.out"); IDS2=("${IDS2[@]:1}")
-[ "${IDS2[$((${LS#wrs-}))]}" != "${IDS[$((${LS#wrs-}))]}" ] || step_fail "$LS came back with its old id ${IDS[$((${LS#wrs-}))]}"
-step_ok "start $LS: it rejoins as id ${IDS2[$((${LS#wrs-}))]} (was ${IDS[$((${LS#wrs-}))]}), 3 members, leader ${SVC[$L]}"
+MEMBERS2=$(grep '^members' "$WORK/agree.out" | tr ' ' '\n' | sed 1d | sort | tr '\n' ' ')
+[ "${IDS2[$LI]}" = "${IDS[$LI]}" ] || step_fail "$LS came back as id ${IDS2[$LI]}, not as its old id ${IDS[$LI]}"
+[ "$MEMBERS2" = "$MEMBERS" ] || step_fail "the members changed: ${MEMBERS2}(were ${MEMBERS})"
+"$PY" "$WORK/compose.py" has "${CU[$LI]}" "$CH" 15 || step_fail "$LS does not serve channel $CH after its restart"
+"$PY" "$WORK/compose.py" has "${CU[$LI]}" "$FCH" 15 || step_fail "$LS does not serve channel $FCH, made while it was stopped"
+OTHER=${CU[$(( (LI + 1) % 3 ))]}
+"$PY" "$WORK/compose.py" exchange "$CONNECT" "${CU[$LI]}" "$OTHER" >"$WORK/exchange.out" 2>&1 \
+    || { cat "$WORK/exchange.out"; step_fail "the token of $CH does not connect through the restarted $LS"; }
+BACK_MS=$(( ($(date +%s%N) - T0) / 1000000 ))
+step_ok "start $LS: back as the same id ${IDS2[$LI]}, members unchanged (${MEMBERS% }), leader ${SVC[$L]}; it serves $CH and $FCH, and $CH's token connects through it ($BACK_MS ms)"
 
 # 5. Partition a follower off the network.
 F=""; for i in 2 1 0; do [ "$i" = "$L" ] || { F=$i; break; }; done
@@ -811,7 +918,9 @@ step_ok "connect $FS: 3 members agree on one leader again, $FS serves channel $P
 compose down -v >>"$WORK/compose-up.log" 2>&1 || step_fail "down -v"
 COMPOSE_UP=""
 CONTAINERS=("${CONTAINERS[@]:0:${#CONTAINERS[@]}-3}")
-step_ok "down -v"
+LEFT=$(docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT" | tr '\n' ' ')
+[ -z "$LEFT" ] || step_fail "down -v left the volumes $LEFT"
+step_ok "down -v: containers, network and the three volumes removed"
 phase "compose: PASS in $(( $(date +%s) - C_START )) s"
 fi
 
@@ -1346,4 +1455,4 @@ CONTAINERS=("${CONTAINERS[@]:0:$N_TRACKED}")
 phase "scale: PASS in $(s_elapsed) s"
 fi
 
-say "PASS: image $IMAGE ($(awk -v s="$SIZE" 'BEGIN { printf "%.1f MB", s/1e6 }')) builds, runs non-root on a read-only root fs, serves, stops cleanly on SIGTERM, forms a cluster that survives its leader's shutdown, compose.yaml's cluster survives failover and a partition, and compose.scale.yaml's scales 3 -> 5 -> 3 under load and survives a kill — $(( $(date +%s) - START )) s${ONLY:+ (WRS_CONTAINER_ONLY=$ONLY: only that stage ran)}"
+say "PASS: image $IMAGE ($(awk -v s="$SIZE" 'BEGIN { printf "%.1f MB", s/1e6 }')) builds, runs non-root on a read-only root fs, serves, stops cleanly on SIGTERM, comes back from its volume after a stop and a kill as the same node with its channels, forms a cluster that survives its leader's shutdown, compose.yaml's cluster survives failover (the leader back from its volume as the same member) and a partition, and compose.scale.yaml's scales 3 -> 5 -> 3 under load and survives a kill — $(( $(date +%s) - START )) s${ONLY:+ (WRS_CONTAINER_ONLY=$ONLY: only that stage ran)}"

@@ -150,6 +150,8 @@ pub struct RaftNode {
     /// `WRS_DATA_DIR`'s store, for every core this node starts over with.
     disk: Option<Arc<Disk>>,
     settings: RaftSettings,
+    /// An `on_ready` is queued behind the mailbox messages at hand (`ready_soon`).
+    ready_queued: bool,
 }
 
 /// Where a node's Raft state comes from: memory only, a fresh data directory, or the one it
@@ -216,6 +218,7 @@ impl RaftNode {
             readmit: false,
             disk: boot.disk,
             settings,
+            ready_queued: false,
         })
     }
 
@@ -368,6 +371,21 @@ impl RaftNode {
         self.update_metrics();
     }
 
+    /// Runs `on_ready` once, after the mailbox messages that are already waiting: proposals and
+    /// peer messages that arrive together then share one Ready — one append, one fsync with
+    /// `WRS_DATA_DIR`, one message per peer — instead of one each. actix polls spawned futures
+    /// after it has drained (up to 256 of) the mailbox's messages, so the wait is no longer
+    /// than that batch.
+    fn ready_soon(&mut self, ctx: &mut Context<Self>) {
+        if !self.ready_queued {
+            self.ready_queued = true;
+            ctx.spawn(fut::ready(()).map(|(), act: &mut Self, _| {
+                act.ready_queued = false;
+                act.on_ready();
+            }));
+        }
+    }
+
     /// Answers the confirmed reads whose index this node has applied.
     fn release_reads(&mut self) {
         let applied = self.core.applied();
@@ -468,7 +486,7 @@ impl Actor for RaftNode {
 impl Handler<Step> for RaftNode {
     type Result = ();
 
-    fn handle(&mut self, msg: Step, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: Step, ctx: &mut Context<Self>) {
         let mut passed = 0;
         for m in msg.msgs {
             let (kind, from) = (m.get_msg_type(), m.from);
@@ -502,14 +520,14 @@ impl Handler<Step> for RaftNode {
         {
             self.learned.insert(msg.from, msg.from_addr);
         }
-        self.on_ready();
+        self.ready_soon(ctx);
     }
 }
 
 impl Handler<Propose> for RaftNode {
     type Result = ResponseFuture<Result<Applied, ProposeError>>;
 
-    fn handle(&mut self, msg: Propose, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Propose, ctx: &mut Context<Self>) -> Self::Result {
         if self.waiters.len() >= MAX_PENDING_PROPOSALS {
             return fail(ProposeError::Overloaded);
         }
@@ -519,7 +537,7 @@ impl Handler<Propose> for RaftNode {
         };
         let (tx, rx) = oneshot::channel();
         self.waiters.insert(seq, (Instant::now(), tx));
-        self.on_ready();
+        self.ready_soon(ctx);
         answer(rx)
     }
 }

@@ -157,6 +157,7 @@ mod tests {
                 client_limit: -1,
                 timeout: 1000,
                 include_sender: false,
+                history: 0,
             },
             token_hash: [7; 32],
             created_at_ms: 1,

@@ -801,3 +801,66 @@ async fn cluster_history_is_replayed_to_clients_on_proxy_nodes_without_gap_or_du
     }
     stop.set(true);
 }
+
+#[actix_rt::test]
+async fn cluster_history_starts_empty_at_a_new_owner_and_presence_forgets_a_dead_node() {
+    let mut c = Cluster::start(3, &[("WRS_NODE_DOWN_AFTER", "1500")]).await;
+    let ids = node_ids(&c).await;
+    let ch = c.nodes[0]
+        .create(json!({"pattern": "pub-sub", "history": 10}))
+        .await;
+    visible(&c, &ch).await;
+    let (owner, others) = split_owner(&ch.id, &ids);
+    let mut subs = Vec::new();
+    for s in &c.nodes {
+        subs.push(s.connect(&ch.id, &ch.token).await);
+    }
+    wait_presence(&c.nodes[others[0]], &ch.id, &ch.token, 3).await;
+    for i in 0..5 {
+        publish_text(&c.nodes[others[0]], &ch.id, &ch.token, &format!("m{i}")).await;
+    }
+
+    // The owner dies: a survivor takes the channel over, with an empty history.
+    c.nodes[owner].kill_hard();
+    let survivor = &c.nodes[others[0]];
+    let path = format!("/channels/{}/messages?token={}", ch.id, ch.token);
+    let path = &path;
+    let mut k = 0;
+    poll_until(
+        "a survivor accepts publishes again",
+        Duration::from_secs(15),
+        || {
+            k += 1;
+            let text = format!("after{k}");
+            async move {
+                let headers = [("content-type", "text/plain")];
+                match survivor
+                    .request("POST", path, &headers, Some(text.into_bytes()))
+                    .await
+                {
+                    r if r.status == 202 => Ok(()),
+                    r => Err(format!("{} {}", r.status, r.text())),
+                }
+            }
+        },
+    )
+    .await;
+    let mut late = c.nodes[others[1]]
+        .ws(&format!("{}&history=10", ch.connect_path()))
+        .await;
+    publish_text(survivor, &ch.id, &ch.token, "live").await;
+    let replay = until_marker(&mut late, "live").await;
+    assert!(
+        !replay.is_empty(),
+        "what was published after the takeover is kept"
+    );
+    assert!(
+        replay.iter().all(|m| m.starts_with("after")),
+        "history from before the failover was replayed: {replay:?}"
+    );
+
+    // Presence forgets the dead node's client once it is marked down.
+    let list = wait_presence(survivor, &ch.id, &ch.token, 3).await;
+    let nodes: BTreeSet<u64> = list.iter().filter_map(|c| c["node"].as_u64()).collect();
+    assert!(!nodes.contains(&ids[owner]), "{list:?}");
+}

@@ -776,6 +776,18 @@ impl Handler<PublishHttp> for Channel {
         // Activity on this node too, so its own countdown view follows.
         self.shared.stats.touch(now);
         let owner = match &mut self.role {
+            Role::Owner(owner) if owner.settling => {
+                // Just took the channel over: the other nodes' clients are being re-admitted.
+                // Ask again once they had their moment, as held client messages wait.
+                let addr = ctx.address();
+                return Box::pin(
+                    async move {
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                        addr.send(msg).await.unwrap_or(Err(ChannelRefused::Closed))
+                    }
+                    .into_actor(self),
+                );
+            }
             Role::Owner(owner) => {
                 let delivered = owner.publish_http(&mut self.shared, msg.data);
                 self.pace(ctx);

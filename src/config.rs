@@ -110,6 +110,8 @@ pub struct Config {
     pub client_queue: usize,
     /// Bytes queued for one client before it is a slow consumer (`WRS_CLIENT_QUEUE_BYTES`).
     pub client_queue_bytes: usize,
+    /// Payload bytes a channel's history keeps at most, per channel (`WRS_HISTORY_BYTES`).
+    pub history_bytes: usize,
     pub max_channels: usize,
     pub max_body: usize,
     pub ping_interval: Duration,
@@ -287,6 +289,13 @@ impl Config {
                 4 << 20,
                 1,
                 1 << 32,
+            )?,
+            history_bytes: number(
+                "WRS_HISTORY_BYTES",
+                get("WRS_HISTORY_BYTES"),
+                1 << 20,
+                0,
+                1 << 30,
             )?,
             max_channels: number(
                 "WRS_MAX_CHANNELS",
@@ -564,6 +573,7 @@ mod tests {
         assert_eq!(c.max_message_size, 1 << 20);
         assert_eq!(c.client_queue, 1024);
         assert_eq!(c.client_queue_bytes, 4 << 20);
+        assert_eq!(c.history_bytes, 1 << 20);
         assert_eq!(c.max_channels, 100_000);
         assert_eq!(c.max_body, 65536);
         assert_eq!(c.token_length, 32);

@@ -34,6 +34,10 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("This cross-origin request is not allowed (WRS_CORS_ORIGINS): {0}")]
     CorsRejected(String),
+    #[error("Publishing over HTTP is for pub-sub and push-pull channels; this one is {0}")]
+    PatternUnsupported(String),
+    #[error("A text body (text/* or JSON) must be UTF-8: {0}")]
+    InvalidText(String),
     #[error("The channel's client limit of {0} is reached")]
     ClientLimitReached(i64),
     #[error("The request body exceeds the limit of {0} bytes")]
@@ -68,6 +72,8 @@ impl ApiError {
             ApiError::NodeNotFound(_) => "node_not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::CorsRejected(_) => "cors_rejected",
+            ApiError::PatternUnsupported(_) => "pattern_unsupported",
+            ApiError::InvalidText(_) => "invalid_utf8",
             ApiError::ClientLimitReached(_) => "client_limit_reached",
             ApiError::BodyTooLarge(_) => "body_too_large",
             ApiError::ClusterUnavailable(_) => "cluster_unavailable",
@@ -87,6 +93,7 @@ impl ResponseError for ApiError {
             | ApiError::InvalidField(_)
             | ApiError::InvalidQuery(_)
             | ApiError::InvalidPath(_)
+            | ApiError::InvalidText(_)
             | ApiError::NotWebSocket => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::InvalidToken | ApiError::CorsRejected(_) => StatusCode::FORBIDDEN,
@@ -94,7 +101,9 @@ impl ResponseError for ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::ClientLimitReached(_) => StatusCode::CONFLICT,
+            ApiError::ClientLimitReached(_) | ApiError::PatternUnsupported(_) => {
+                StatusCode::CONFLICT
+            }
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::JoinFailed(_) => StatusCode::BAD_GATEWAY,
             ApiError::ClusterConflict(_) => StatusCode::CONFLICT,
@@ -168,6 +177,8 @@ pub enum PeerError {
     ChannelNotFound,
     #[error("client limit reached")]
     ClientLimitReached(i64),
+    #[error("the channel's pattern does not take server-side publishes")]
+    PatternUnsupported,
     #[error("not the leader")]
     NotLeader(String),
     #[error("{0}")]
@@ -183,6 +194,7 @@ impl PeerError {
             PeerError::BadRequest(_) => "bad_request",
             PeerError::ChannelNotFound => "channel_not_found",
             PeerError::ClientLimitReached(_) => "client_limit_reached",
+            PeerError::PatternUnsupported => "pattern_unsupported",
             PeerError::NotLeader(_) => "not_leader",
             PeerError::Unavailable(_) => "unavailable",
             PeerError::Internal(_) => "internal_error",
@@ -196,7 +208,9 @@ impl ResponseError for PeerError {
             PeerError::Unauthorized => StatusCode::UNAUTHORIZED,
             PeerError::BadRequest(_) => StatusCode::BAD_REQUEST,
             PeerError::ChannelNotFound => StatusCode::NOT_FOUND,
-            PeerError::ClientLimitReached(_) => StatusCode::CONFLICT,
+            PeerError::ClientLimitReached(_) | PeerError::PatternUnsupported => {
+                StatusCode::CONFLICT
+            }
             PeerError::NotLeader(_) => StatusCode::MISDIRECTED_REQUEST,
             PeerError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             PeerError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

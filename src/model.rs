@@ -71,6 +71,48 @@ pub struct ChannelSpec {
     /// Milliseconds; `-1` = never.
     pub timeout: i64,
     pub include_sender: bool,
+    /// Messages a pub-sub channel keeps for late joiners (0 = none). Absent in state written
+    /// before history existed, hence the default.
+    #[serde(default)]
+    pub history: u32,
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What a channel needs to admit a client: who it is, when it connected (ms since the Unix
+/// epoch), and how many stored messages it asked to be replayed (`history=K`, 0 = none).
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub client: ClientId,
+    pub connected_at_ms: u64,
+    pub history: usize,
+}
+
+/// One connected client as presence lists it (`GET /channels/{id}/clients`): its id (the
+/// `origin` req-repl uses), when it connected (ms since the Unix epoch) and the node it is
+/// connected to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Present {
+    pub id: String,
+    pub connected_at: u64,
+    pub node: u64,
+}
+
+/// Why a channel did not take a server-side publish or answer a presence query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelRefused {
+    /// Publishing over HTTP is for pub-sub and push-pull only.
+    PatternUnsupported,
+    /// The channel is gone (deleted, or unknown at its owner).
+    Closed,
+    /// The owner node could not be reached, or ownership is moving.
+    Unavailable,
 }
 
 /// One message's payload; text stays text, binary stays binary.

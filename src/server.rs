@@ -67,6 +67,7 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
         arbiters.iter().map(Arbiter::handle).collect(),
         me.id,
         Arc::clone(&relay) as Arc<dyn crate::actors::peers::Peers>,
+        config.history_bytes,
     )
     .start();
     let raft = {
@@ -92,7 +93,7 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
         config.node_port,
         raft.clone(),
         registry.clone(),
-        config.cluster_secret.clone(),
+        (config.cluster_secret.clone(), config.max_message_size),
     )
     .map_err(|e| {
         format!(

@@ -1,7 +1,7 @@
 //! Property-based fuzzing (proptest) of every decoder that reads the network: REST bodies and
-//! query strings, the req-repl subprotocol, the peer wire, the Raft batch decoder with the
-//! validation in front of raft-rs, and path normalisation. proptest rather than cargo-fuzz:
-//! libFuzzer needs a nightly compiler, and CI has stable only.
+//! query strings, the req-repl subprotocol, the peer wire (links and forwarded publishes), the
+//! Raft batch decoder with the validation in front of raft-rs, and path normalisation. proptest
+//! rather than cargo-fuzz: libFuzzer needs a nightly compiler, and CI has stable only.
 //!
 //! Bounded: each target runs `WRS_FUZZ_CASES` cases (default 2,000; CI's whole run takes
 //! seconds). The corpus lives in the repo: `tests/fuzz-corpus/<target>/` holds seed inputs that
@@ -188,6 +188,26 @@ fn peer_frames_round_trip_and_garbage_is_an_error_not_a_panic() {
         // A truncated frame and random bytes are errors, never a panic or a huge allocation.
         let _ = Frame::decode(&encoded[..cut.index(encoded.len().max(1)).min(encoded.len())]);
         let _ = Frame::decode(&garbage);
+    });
+}
+
+#[test]
+fn forwarded_publishes_round_trip_and_garbage_is_an_error_not_a_panic() {
+    let request = (
+        ".{0,12}",
+        any::<bool>(),
+        prop::collection::vec(any::<u8>(), 0..128),
+    )
+        .prop_map(|(channel, text, payload)| wire::PublishRequest {
+            channel,
+            text,
+            payload: Bytes::from(payload),
+        });
+    proptest!(config("peer_publish"), |(r in request, garbage in prop::collection::vec(any::<u8>(), 0..256), cut in any::<prop::sample::Index>())| {
+        let encoded = r.encode();
+        prop_assert_eq!(wire::PublishRequest::decode(&encoded).expect("own encoding decodes"), r);
+        let _ = wire::PublishRequest::decode(&encoded[..cut.index(encoded.len().max(1)).min(encoded.len())]);
+        let _ = wire::PublishRequest::decode(&garbage);
     });
 }
 

@@ -166,7 +166,14 @@ async fn garbage_and_absurd_lengths_on_a_link_close_that_link_only() {
 async fn json_peer_routes_refuse_garbage_with_a_json_4xx() {
     let s = Server::start(&[]).await;
     let client = awc::Client::new();
-    for path in ["/join", "/relay/join", "/relay/live"] {
+    for path in [
+        "/join",
+        "/relay/join",
+        "/relay/live",
+        "/relay/clients",
+        // Not JSON but bincode: garbage there is a 400 too.
+        "/relay/publish",
+    ] {
         let mut res = client
             .post(format!("http://127.0.0.1:{}{path}", s.node_port))
             .insert_header(("content-type", "application/json"))
@@ -181,6 +188,24 @@ async fn json_peer_routes_refuse_garbage_with_a_json_4xx() {
         assert_json_error(path, &v);
     }
     assert_still_serving(&s, "garbage JSON on the peer port").await;
+}
+
+#[actix_rt::test]
+async fn publish_and_presence_peer_routes_want_a_proof_before_anything_else() {
+    let s = Server::start(&[("WRS_CLUSTER_SECRET", CLUSTER_SECRET)]).await;
+    let (id, _) = s.create_channel("pub-sub").await;
+    let client = awc::Client::new();
+    for path in ["/relay/publish", "/relay/clients"] {
+        let mut res = client
+            .post(format!("http://127.0.0.1:{}{path}", s.node_port))
+            .insert_header(("content-type", "application/json"))
+            .send_body(format!(r#"{{"channel":"{id}"}}"#))
+            .await
+            .expect("peer POST");
+        let body = res.body().await.expect("body");
+        assert_eq!(res.status().as_u16(), 401, "{path}: {body:?}");
+    }
+    assert_still_serving(&s, "unauthenticated publish and presence requests").await;
 }
 
 /// This machine's address on its default route, if it has one (no packet is sent).

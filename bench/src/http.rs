@@ -46,7 +46,19 @@ impl HttpConn {
         path: &str,
         body: Option<&str>,
     ) -> AnyResult<(u16, Vec<u8>)> {
-        let r = self.request_once(method, path, body).await;
+        self.request_as(method, path, "application/json", body)
+            .await
+    }
+
+    /// `request` with another content type (a publish over HTTP sends `text/plain`).
+    pub async fn request_as(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Option<&str>,
+    ) -> AnyResult<(u16, Vec<u8>)> {
+        let r = self.request_once(method, path, content_type, body).await;
         if r.is_err() {
             self.sock = None;
         }
@@ -57,6 +69,7 @@ impl HttpConn {
         &mut self,
         method: &str,
         path: &str,
+        content_type: &str,
         body: Option<&str>,
     ) -> AnyResult<(u16, Vec<u8>)> {
         self.ensure().await?;
@@ -64,7 +77,7 @@ impl HttpConn {
         let body = body.unwrap_or("");
         self.req.extend_from_slice(
             format!(
-                "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
                 self.node.host,
                 body.len()
             )

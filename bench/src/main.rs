@@ -12,6 +12,7 @@ mod echo;
 mod fanout;
 mod flow;
 mod http;
+mod post;
 mod relay;
 mod report;
 
@@ -104,6 +105,19 @@ enum Cmd {
         /// Messages in flight per publisher and subscriber.
         #[arg(long, default_value_t = 64)]
         window: u64,
+    },
+    /// N publishers over HTTP (`POST /channels/{id}/messages`) → S WebSocket subscribers on
+    /// one pub-sub channel: deliveries/s at the subscribers, requests/s at the publishers.
+    Post {
+        #[arg(long, default_value_t = 4)]
+        publishers: usize,
+        #[arg(long, default_value_t = 10)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Requests per second per publisher (0 = closed loop: the next after the answer).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
     },
     /// One producer → W workers on a push-pull channel.
     Pushpull {
@@ -288,6 +302,20 @@ fn main() {
                     window,
                 };
                 vec![relay::run(&c, relay::Mode::PubSub, args).await]
+            }
+            Cmd::Post {
+                publishers,
+                subscribers,
+                size,
+                rate,
+            } => {
+                let args = post::PostArgs {
+                    publishers,
+                    subscribers,
+                    size,
+                    rate,
+                };
+                vec![post::run(&c, args).await]
             }
             Cmd::Pushpull {
                 workers,

@@ -35,26 +35,27 @@ pub struct RelayArgs {
     pub window: u64,
 }
 
-struct Ctx {
-    mode: Mode,
-    publishers: usize,
-    window: Window,
-    flows: Vec<Flow>,
-    stop: Stop,
+/// What the receivers share (the `post` scenario uses the same receivers).
+pub(crate) struct Ctx {
+    pub mode: Mode,
+    pub publishers: usize,
+    pub window: Window,
+    pub flows: Vec<Flow>,
+    pub stop: Stop,
 }
 
 #[derive(Default)]
-struct RecvStats {
-    in_window: u64,
-    total: u64,
-    hist: Option<Histogram<u64>>,
-    seq: Vec<SeqTrack>,
+pub(crate) struct RecvStats {
+    pub in_window: u64,
+    pub total: u64,
+    pub hist: Option<Histogram<u64>>,
+    pub seq: Vec<SeqTrack>,
     /// Push-pull only: every sequence number seen (duplicates are found by sorting).
-    seen: Vec<u64>,
-    errors: Errors,
+    pub seen: Vec<u64>,
+    pub errors: Errors,
 }
 
-async fn receiver(mut ws: Ws, ctx: Arc<Ctx>) -> RecvStats {
+pub(crate) async fn receiver(mut ws: Ws, ctx: Arc<Ctx>) -> RecvStats {
     let mut st = RecvStats {
         hist: Some(histogram()),
         seq: vec![SeqTrack::default(); ctx.publishers],

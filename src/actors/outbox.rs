@@ -85,6 +85,9 @@ pub struct Outbox {
     drained: Notify,
     capacity: usize,
     capacity_bytes: usize,
+    /// When the client connected (ms since the Unix epoch): what presence lists show, kept
+    /// with the outbox so it survives a move of the channel's owner.
+    connected_at_ms: u64,
 }
 
 /// The state of a queue after a push, for the channel's flow control.
@@ -107,7 +110,13 @@ impl Outbox {
             drained: Notify::new(),
             capacity,
             capacity_bytes,
+            connected_at_ms: crate::model::now_ms(),
         })
+    }
+
+    /// When the client connected, in ms since the Unix epoch.
+    pub fn connected_at_ms(&self) -> u64 {
+        self.connected_at_ms
     }
 
     /// At half its capacity (in frames or in bytes) or more.

@@ -89,6 +89,8 @@ pub struct Registry {
     peers: Arc<dyn Peers>,
     cluster: Option<Recipient<DeleteIdle>>,
     shutting_down: bool,
+    /// `WRS_HISTORY_BYTES`, handed to every channel.
+    history_bytes: usize,
 }
 
 /// The member that sequences a channel (and runs its inactivity timeout): rendezvous hashing
@@ -107,7 +109,12 @@ pub fn owner_of(channel: &str, members: &BTreeSet<u64>) -> Option<u64> {
 }
 
 impl Registry {
-    pub fn new(arbiters: Vec<ArbiterHandle>, node_id: u64, peers: Arc<dyn Peers>) -> Registry {
+    pub fn new(
+        arbiters: Vec<ArbiterHandle>,
+        node_id: u64,
+        peers: Arc<dyn Peers>,
+        history_bytes: usize,
+    ) -> Registry {
         Registry {
             channels: HashMap::new(),
             arbiters,
@@ -118,6 +125,7 @@ impl Registry {
             peers,
             cluster: None,
             shutting_down: false,
+            history_bytes,
         }
     }
 
@@ -136,9 +144,16 @@ impl Registry {
             ctx.address().recipient(),
         );
         let (owner, peers) = (self.remote_owner(&id), Arc::clone(&self.peers));
-        let serving = Arc::clone(&self.serving);
+        let (serving, history_bytes) = (Arc::clone(&self.serving), self.history_bytes);
         let make = move |_: &mut Context<Channel>| {
-            Channel::new(id, spec, stats, me, (owner, serving), peers)
+            Channel::new(
+                id,
+                spec,
+                stats,
+                me,
+                (owner, serving),
+                (peers, history_bytes),
+            )
         };
         let addr = if self.arbiters.is_empty() {
             Channel::create(make)

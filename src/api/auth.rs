@@ -1,6 +1,8 @@
 //! API authentication: which requests `WRS_AUTH_RESOURCES` protects (matched on the canonical
 //! plural path), where a token may come from (query, Bearer header, JSON body), and the
-//! middleware that answers 401 before any handler runs.
+//! middleware that answers 401 before any handler runs. A server-side publish's body is the
+//! message itself: it is never read here (the token comes by query or header there), so it
+//! reaches its handler untouched and bounded by `WRS_MAX_MESSAGE_SIZE`, not `WRS_MAX_BODY`.
 
 use std::collections::HashMap;
 
@@ -67,11 +69,22 @@ impl AuthPolicy {
     }
 }
 
-/// Checks the query, then the header, then (for requests with a body) the JSON body.
+/// Whether the body of a request to this canonical path is a user's message
+/// (`/channels/{id}/messages`), which must not be searched for a token.
+pub fn body_is_payload(canonical: &str) -> bool {
+    canonical
+        .strip_prefix("/channels/")
+        .and_then(|rest| rest.strip_suffix("/messages"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// Checks the query, then the header, then (for requests with a body that is not a user's
+/// message) the JSON body.
 async fn authorized(
     req: &mut ServiceRequest,
     policy: &AuthPolicy,
     max_body: usize,
+    canonical: &str,
 ) -> Result<bool, ApiError> {
     let query = web::Query::<HashMap<String, String>>::from_query(req.query_string()).ok();
     if let Some(t) = query.as_ref().and_then(|q| q.get("auth")) {
@@ -91,7 +104,7 @@ async fn authorized(
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim() != "0");
-    if !has_body || *req.method() == Method::GET {
+    if !has_body || *req.method() == Method::GET || body_is_payload(canonical) {
         return Ok(false);
     }
     let (http_req, payload) = req.parts_mut();
@@ -139,7 +152,7 @@ pub async fn middleware(
         if let Some(policy) = &state.auth {
             let canonical = normalise(req.path()).map_err(|e| ApiError::InvalidPath(e.0))?;
             if policy.protects(req.method().as_str(), &canonical)
-                && !authorized(&mut req, policy, state.config.max_body).await?
+                && !authorized(&mut req, policy, state.config.max_body, &canonical).await?
             {
                 log::debug!("401 for {} {}", req.method(), req.path());
                 let res = req.into_response(ApiError::Unauthorized.error_response());
@@ -178,6 +191,15 @@ mod tests {
         assert!(p.protects("DELETE", "/channels/abc"));
         assert!(!p.protects("GET", "/channels"));
         assert!(!p.protects("GET", "/x/channels"));
+    }
+
+    #[test]
+    fn only_publish_bodies_count_as_payload() {
+        assert!(body_is_payload("/channels/abc/messages"));
+        assert!(!body_is_payload("/channels/messages"));
+        assert!(!body_is_payload("/channels/a/b/messages"));
+        assert!(!body_is_payload("/channels"));
+        assert!(!body_is_payload("/channels/abc"));
     }
 
     #[test]

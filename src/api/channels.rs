@@ -40,6 +40,7 @@ fn record_json(record: &ChannelRecord, live: Live) -> Value {
         "countdown": countdown,
         "clients": live.clients,
         "includeSender": record.spec.include_sender,
+        "history": record.spec.history,
         "createdAt": record.created_at_ms,
     })
 }
@@ -105,9 +106,7 @@ async fn create_channel(state: &AppState, spec: ChannelSpec) -> Result<HttpRespo
             id: token::random_id(config.id_length),
             spec: spec.clone(),
             token_hash: token::hash(&token),
-            created_at_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            created_at_ms: crate::model::now_ms(),
         };
         match commit(state, Command::CreateChannel(record)).await? {
             Applied::Created(record) => {

@@ -1,5 +1,6 @@
-//! The WebSocket upgrade at `/channels/{id}/connect`: channel → token → handshake → client
-//! limit (API auth already ran as middleware), then a `Session` actor and the outbox body.
+//! The WebSocket upgrade at `/channels/{id}/connect`: channel → token → `history=K` →
+//! handshake → client limit (API auth already ran as middleware), then a `Session` actor and
+//! the outbox body.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::channels::{self, channel_id};
 use super::AppState;
 use crate::actors::channel::Join;
+use crate::actors::history::MAX_HISTORY;
 use crate::actors::outbox::Outbox;
 use crate::actors::session::Session;
 use crate::error::ApiError;
@@ -36,6 +38,10 @@ pub async fn connect(
     if !presented.is_some_and(|t| token::matches_hash(t, &handle.info.record.token_hash)) {
         return Err(ApiError::InvalidToken);
     }
+    let history = match query.as_ref().and_then(|q| q.get("history")) {
+        None => 0,
+        Some(k) => parse_history(k)?,
+    };
     verify_handshake(req.head()).map_err(|_| ApiError::NotWebSocket)?;
     let accept = req
         .headers()
@@ -50,6 +56,7 @@ pub async fn connect(
         .send(Join {
             id: client.clone(),
             outbox: Arc::clone(&outbox),
+            history,
         })
         .await;
     match joined {
@@ -79,4 +86,34 @@ pub async fn connect(
         .upgrade("websocket")
         .insert_header((header::SEC_WEBSOCKET_ACCEPT, &accept[..]))
         .streaming(outbox.body()))
+}
+
+/// `history=K`: a whole number ≥ 0 (digits only); more than any channel keeps means all.
+fn parse_history(raw: &str) -> Result<usize, ApiError> {
+    let invalid = || {
+        ApiError::InvalidQuery(format!(
+            "\"history\" must be a whole number of messages (0 or more), got {raw:?}"
+        ))
+    };
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    // Digits only, so the only failure left is a number too large for u64: all of it.
+    let k = raw.parse::<u64>().unwrap_or(u64::MAX);
+    Ok(k.min(u64::from(MAX_HISTORY)) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_parameters_are_whole_numbers() {
+        assert_eq!(parse_history("0").unwrap(), 0);
+        assert_eq!(parse_history("25").unwrap(), 25);
+        assert_eq!(parse_history("99999999999999999999999").unwrap(), 1000);
+        for bad in ["", "-1", "1.5", "abc", " 3", "+3"] {
+            assert!(parse_history(bad).is_err(), "{bad:?}");
+        }
+    }
 }

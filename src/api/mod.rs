@@ -6,6 +6,7 @@ pub mod channels;
 pub mod cluster;
 pub mod connect;
 pub mod cors;
+pub mod messages;
 pub mod pages;
 pub mod path;
 pub mod spec;
@@ -115,6 +116,16 @@ fn routes(cfg: &mut web::ServiceConfig, browser_only: bool) {
         cfg.service(
             web::resource(format!("{base}/{{id}}/connect"))
                 .route(web::get().to(connect::connect))
+                .default_service(web::to(method_not_allowed)),
+        );
+        cfg.service(
+            web::resource(format!("{base}/{{id}}/messages"))
+                .route(web::post().to(messages::publish))
+                .default_service(web::to(method_not_allowed)),
+        );
+        cfg.service(
+            web::resource(format!("{base}/{{id}}/clients"))
+                .route(web::get().to(messages::clients))
                 .default_service(web::to(method_not_allowed)),
         );
     }

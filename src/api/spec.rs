@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Number, Value};
 
+use crate::actors::history::MAX_HISTORY;
 use crate::config::MAX_SAFE_INTEGER;
 use crate::error::ApiError;
 use crate::model::{ChannelSpec, Pattern};
@@ -34,6 +35,7 @@ pub fn from_query(query: &HashMap<String, String>) -> Result<ChannelSpec, ApiErr
         ("timeout", "timeout"),
         ("includeSender", "includeSender"),
         ("includesender", "includeSender"),
+        ("history", "history"),
     ] {
         let Some(raw) = query.get(key) else { continue };
         let value = match canonical {
@@ -78,11 +80,28 @@ fn from_map(map: &Map<String, Value>) -> Result<ChannelSpec, ApiError> {
             "\"includeSender\" is only allowed on pub-sub channels, not {pattern}"
         )));
     }
+    let history = match map.get("history") {
+        None => 0,
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n <= u64::from(MAX_HISTORY)) => {
+            n.as_u64().map_or(0, |n| n as u32)
+        }
+        Some(other) => {
+            return Err(field(format!(
+                "\"history\" must be a whole number from 0 to {MAX_HISTORY}, got {other}"
+            )))
+        }
+    };
+    if history > 0 && pattern != Pattern::PubSub {
+        return Err(field(format!(
+            "\"history\" is only allowed on pub-sub channels, not {pattern}"
+        )));
+    }
     Ok(ChannelSpec {
         pattern,
         client_limit,
         timeout,
         include_sender,
+        history,
     })
 }
 
@@ -157,6 +176,11 @@ mod tests {
                 r#"{"pattern":"echo","includeSender":true}"#,
                 "includeSender",
             ),
+            (r#"{"pattern":"pub-sub","history":1001}"#, "history"),
+            (r#"{"pattern":"pub-sub","history":-1}"#, "history"),
+            (r#"{"pattern":"pub-sub","history":2.5}"#, "history"),
+            (r#"{"pattern":"pub-sub","history":"5"}"#, "history"),
+            (r#"{"pattern":"push-pull","history":5}"#, "history"),
         ];
         for (body, name) in cases {
             match from_body(body.as_bytes()) {
@@ -164,6 +188,20 @@ mod tests {
                 other => panic!("{body}: expected invalid_field, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn history_defaults_to_zero_and_is_allowed_on_pub_sub_up_to_1000() {
+        assert_eq!(from_body(br#"{"pattern":"pub-sub"}"#).unwrap().history, 0);
+        let s = from_body(br#"{"pattern":"pub-sub","history":1000}"#).unwrap();
+        assert_eq!(s.history, 1000);
+        // Zero is the default, so it is fine on any pattern.
+        assert_eq!(
+            from_body(br#"{"pattern":"echo","history":0}"#)
+                .unwrap()
+                .history,
+            0
+        );
     }
 
     #[test]

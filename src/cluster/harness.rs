@@ -44,6 +44,7 @@ fn create(id: &str) -> Command {
             client_limit: -1,
             timeout: -1,
             include_sender: false,
+            history: 0,
         },
         token_hash: [0; 32],
         created_at_ms: 0,

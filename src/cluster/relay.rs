@@ -1,8 +1,8 @@
 //! The cross-node message path (never through the Raft log), as the channels see it: this
 //! node's `Peers` implementation. Each channel has one owner node that sequences it; other
 //! nodes forward their clients' messages and leaves to the owner over a peer link, and the
-//! owner sends back one encoded frame per node for their clients. Joins and live numbers are
-//! request/response. A full link makes its sender wait (`Sent::Later`); records are lost
+//! owner sends back one encoded frame per node for their clients. Joins, live numbers,
+//! server-side publishes and presence are request/response. A full link makes its sender wait (`Sent::Later`); records are lost
 //! only when a peer cannot be reached at all, and every loss is counted.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -12,10 +12,24 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::peer::client::{self, Link, LinkSettings, Purpose, RequestError};
-use super::peer::wire::{Frame, JoinChannel, LiveQuery};
-use crate::actors::peers::{JoinFuture, Peers, Sent};
+use super::peer::wire::{ClientsQuery, Frame, JoinChannel, LiveQuery, PublishRequest, Published};
+use crate::actors::peers::{AskFuture, JoinFuture, Peers, Sent};
 use crate::metrics;
-use crate::model::{ClientId, Data, JoinRefused, Live, Member};
+use crate::model::{Admission, ChannelRefused, ClientId, Data, JoinRefused, Live, Member, Present};
+
+/// How long a server-side publish or presence query waits for the owner.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a refusal from the owner means to a channel.
+fn refused(e: RequestError) -> ChannelRefused {
+    match e {
+        RequestError::Refused(_, e) if e.error == "channel_not_found" => ChannelRefused::Closed,
+        RequestError::Refused(_, e) if e.error == "pattern_unsupported" => {
+            ChannelRefused::PatternUnsupported
+        }
+        _ => ChannelRefused::Unavailable,
+    }
+}
 
 /// Frames one relay link queues at most (senders wait beyond it).
 const LINK_CAPACITY: usize = 1 << 16;
@@ -140,13 +154,20 @@ impl Relay {
         }))
     }
 
-    /// Asks the owner `node` to admit `client` to `channel` (client limit, existence).
-    pub async fn join(&self, node: u64, channel: &str, client: &str) -> Result<(), JoinRefused> {
+    /// Asks the owner `node` to admit a client to `channel` (client limit, existence).
+    pub async fn join(
+        &self,
+        node: u64,
+        channel: &str,
+        admission: &Admission,
+    ) -> Result<(), JoinRefused> {
         let addr = self.peer(node).ok_or(JoinRefused::Unavailable)?;
         let body = JoinChannel {
             channel: channel.to_owned(),
-            client: client.to_owned(),
+            client: admission.client.to_string(),
             node: self.me().id,
+            connected_at_ms: admission.connected_at_ms,
+            history: admission.history,
         };
         let secret = self.secret.as_deref();
         let answer: Result<serde_json::Value, _> =
@@ -184,6 +205,46 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// Hands a server-side publish to the owner `node`; how many clients it reached.
+    pub async fn publish_http(
+        &self,
+        node: u64,
+        channel: &str,
+        data: Data,
+    ) -> Result<u64, ChannelRefused> {
+        let addr = self.peer(node).ok_or(ChannelRefused::Unavailable)?;
+        let (text, payload) = match data {
+            Data::Text(t) => (true, t.into_bytes()),
+            Data::Binary(b) => (false, b),
+        };
+        let body = PublishRequest {
+            channel: channel.to_owned(),
+            text,
+            payload,
+        }
+        .encode();
+        let secret = self.secret.as_deref();
+        let answer: Published =
+            client::post_bytes(&addr, "/relay/publish", secret, body, ASK_TIMEOUT)
+                .await
+                .map_err(refused)?;
+        Ok(answer.delivered)
+    }
+
+    /// Asks the owner `node` for the clients of `channel` across the cluster.
+    pub async fn clients(&self, node: u64, channel: &str) -> Result<Vec<Present>, ChannelRefused> {
+        let addr = self.peer(node).ok_or(ChannelRefused::Unavailable)?;
+        let query = ClientsQuery {
+            channel: channel.to_owned(),
+        };
+        let secret = self.secret.as_deref();
+        client::post(&addr, "/relay/clients", secret, &query, ASK_TIMEOUT)
+            .await
+            .map_err(refused)
+    }
+}
+
 impl Peers for Relay {
     fn publish(&self, owner: u64, channel: &str, from: ClientId, data: Data) -> Sent {
         let (text, payload) = match data {
@@ -216,7 +277,19 @@ impl Peers for Relay {
         self.send(node, &frame)
     }
 
-    fn join(self: Arc<Self>, owner: u64, channel: String, client: ClientId) -> JoinFuture {
-        Box::pin(async move { Relay::join(&self, owner, &channel, &client).await })
+    fn join(self: Arc<Self>, owner: u64, channel: String, admission: Admission) -> JoinFuture {
+        Box::pin(async move { Relay::join(&self, owner, &channel, &admission).await })
+    }
+
+    fn publish_http(self: Arc<Self>, owner: u64, channel: String, data: Data) -> AskFuture<u64> {
+        Box::pin(async move { Relay::publish_http(&self, owner, &channel, data).await })
+    }
+
+    fn clients(self: Arc<Self>, owner: u64, channel: String) -> AskFuture<Vec<Present>> {
+        Box::pin(async move { Relay::clients(&self, owner, &channel).await })
+    }
+
+    fn node_id(&self) -> u64 {
+        self.me().id
     }
 }

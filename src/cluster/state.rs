@@ -157,10 +157,22 @@ mod tests {
                 client_limit: -1,
                 timeout: 1000,
                 include_sender: false,
+                history: 0,
             },
             token_hash: [7; 32],
             created_at_ms: 1,
         }
+    }
+
+    #[test]
+    fn state_written_before_channels_had_a_history_still_decodes() {
+        let mut s = ClusterState::default();
+        s.apply(Command::CreateChannel(record("old")), 10);
+        let text = String::from_utf8(s.to_bytes()).unwrap();
+        assert!(text.contains(r#","history":0"#), "{text}");
+        let before_history = text.replace(r#","history":0"#, "");
+        let back = ClusterState::from_bytes(before_history.as_bytes()).unwrap();
+        assert_eq!(back.to_bytes(), s.to_bytes());
     }
 
     #[test]

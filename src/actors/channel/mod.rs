@@ -3,7 +3,8 @@
 //! (`owner.rs`: every client, the pattern, the deliveries); on the other nodes the actor is in
 //! the `Proxy` role (`proxy.rs`: this node's clients, forwarded to the owner through `Peers`).
 //! This file is what both share: the messages, the live numbers and inbox budget, the
-//! inactivity timer, pacing, and the role changes when the members change (`Topology`).
+//! inactivity timer, pacing, and the role changes when the members change (`Topology`), and
+//! the server-side publish and presence queries (answered by the owner; a proxy asks it).
 //!
 //! Why one actor with two roles rather than two actors: sessions hold their channel's address
 //! for their whole life, and ownership moves under them (a node joins, goes down, comes back);
@@ -21,13 +22,15 @@ use actix::prelude::*;
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use self::owner::Owner;
+use self::owner::{At, Owner};
 use self::proxy::{hand_over, Proxy};
 use super::outbox::{Backlog, Outbox, PushError};
-use super::peers::{Peers, SendFuture};
+use super::peers::{AskFuture, Peers, SendFuture};
 use crate::error::CloseCause;
 use crate::metrics::{self, PatternCounters};
-use crate::model::{ChannelSpec, ClientId, Data, JoinRefused};
+use crate::model::{
+    Admission, ChannelRefused, ChannelSpec, ClientId, Data, JoinRefused, Pattern, Present,
+};
 
 /// Live numbers the REST API reads without asking the actor (lists stay cheap), and the
 /// channel's inbox budget that senders draw on.
@@ -81,6 +84,8 @@ impl Default for ChannelStats {
 pub struct Join {
     pub id: ClientId,
     pub outbox: Arc<Outbox>,
+    /// Stored messages to replay first (`history=K` on connect; 0 = none).
+    pub history: usize,
 }
 
 /// A client of another node joins this (owner) channel.
@@ -89,6 +94,28 @@ pub struct Join {
 pub struct JoinRemote {
     pub id: ClientId,
     pub node: u64,
+    /// When it connected to its node (ms since the Unix epoch; 0 = unknown, taken as now).
+    pub connected_at_ms: u64,
+    /// Stored messages to replay to it first (0 = none).
+    pub history: usize,
+}
+
+/// A server-side publish (`POST /channels/{id}/messages`): the body, routed by the pattern
+/// as a message from no client. Answers how many clients it was handed to. `forwarded`: it
+/// came from another node, which took this one for the owner (a proxy does not forward it
+/// again, so two nodes that disagree for a moment cannot bounce it between them).
+#[derive(Message)]
+#[rtype(result = "Result<u64, ChannelRefused>")]
+pub struct PublishHttp {
+    pub data: Data,
+    pub forwarded: bool,
+}
+
+/// Presence: every client of the channel across the cluster, as the owner knows them.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Present>, ChannelRefused>")]
+pub struct ListClients {
+    pub forwarded: bool,
 }
 
 /// Frames the owner routed to clients of this node.
@@ -187,6 +214,8 @@ pub struct Shared {
     stats: Arc<ChannelStats>,
     counters: PatternCounters,
     round: Round,
+    /// `WRS_HISTORY_BYTES`: what the owner's history holds at most, in payload bytes.
+    history_bytes: usize,
 }
 
 /// What routing one message needs across its recipients: one clock reading, one counter add,
@@ -282,33 +311,35 @@ const TAKEOVER_GRACE: Duration = Duration::from_millis(500);
 
 impl Channel {
     /// `owner`: the node that sequences the channel (`None` for this node), and the members
-    /// that are up.
+    /// that are up; `history_bytes`: `WRS_HISTORY_BYTES`.
     pub fn new(
         id: String,
         spec: ChannelSpec,
         stats: Arc<ChannelStats>,
         idle: Recipient<ChannelIdle>,
         (owner, up): (Option<u64>, Arc<BTreeSet<u64>>),
-        peers: Arc<dyn Peers>,
+        (peers, history_bytes): (Arc<dyn Peers>, usize),
     ) -> Channel {
+        let shared = Shared {
+            id,
+            counters: PatternCounters::new(spec.pattern.as_str()),
+            spec,
+            peers,
+            stats,
+            round: Round {
+                now: Instant::now(),
+                delivered: 0,
+                busy: None,
+                waiting: Vec::new(),
+            },
+            history_bytes,
+        };
         let role = match owner {
-            None => Role::Owner(Owner::default()),
+            None => Role::Owner(Owner::new(&shared)),
             Some(node) => Role::Proxy(Proxy::new(node, HashMap::new())),
         };
         Channel {
-            shared: Shared {
-                id,
-                counters: PatternCounters::new(spec.pattern.as_str()),
-                spec,
-                peers,
-                stats,
-                round: Round {
-                    now: Instant::now(),
-                    delivered: 0,
-                    busy: None,
-                    waiting: Vec::new(),
-                },
-            },
+            shared,
             role,
             generation: 0,
             up,
@@ -385,15 +416,22 @@ impl Channel {
         };
         let (owner, generation) = (proxy.owner, self.generation);
         let ids = proxy.ids();
+        let since: Vec<u64> = ids.iter().map(|id| proxy.connected_at_ms(id)).collect();
         if let Role::Proxy(proxy) = &mut self.role {
             proxy.hold_until_admitted(&ids);
         }
-        for id in ids {
+        for (id, connected_at_ms) in ids.into_iter().zip(since) {
+            // A re-admission replays nothing: the client has seen the live stream all along.
+            let admission = Admission {
+                client: id.clone(),
+                connected_at_ms,
+                history: 0,
+            };
             let join = admit(
                 Arc::clone(&self.shared.peers),
                 owner,
                 self.shared.id.clone(),
-                id.clone(),
+                admission,
                 READMIT_TRIES,
             );
             ctx.spawn(join.into_actor(self).map(move |res, act, ctx| {
@@ -496,21 +534,21 @@ async fn admit(
     peers: Arc<dyn Peers>,
     owner: u64,
     channel: String,
-    client: ClientId,
+    admission: Admission,
     tries: u32,
 ) -> Result<(), JoinRefused> {
     let mut tries_left = tries.max(1);
     loop {
         tries_left -= 1;
         match Arc::clone(&peers)
-            .join(owner, channel.clone(), client.clone())
+            .join(owner, channel.clone(), admission.clone())
             .await
         {
             Err(JoinRefused::Unavailable | JoinRefused::Closed) if tries_left > 0 => {
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
             Err(JoinRefused::Unavailable) => {
-                hand_over(peers.leave(owner, &channel, client));
+                hand_over(peers.leave(owner, &channel, admission.client));
                 return Err(JoinRefused::Unavailable);
             }
             other => return other,
@@ -531,19 +569,23 @@ impl Actor for Channel {
 impl Handler<Join> for Channel {
     type Result = ResponseActFuture<Self, Result<(), JoinRefused>>;
 
-    fn handle(&mut self, msg: Join, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Join, ctx: &mut Context<Self>) -> Self::Result {
         if self.closed {
             return Box::pin(fut::ready(Err(JoinRefused::Closed)));
         }
         let proxy = match &mut self.role {
             Role::Owner(owner) => {
-                return Box::pin(fut::ready(owner.admit(
-                    &self.shared,
-                    msg.id,
-                    Ok(msg.outbox),
-                )))
+                let at = At::Local(msg.outbox);
+                let res = owner.admit(&mut self.shared, msg.id, at, msg.history);
+                self.pace(ctx);
+                return Box::pin(fut::ready(res));
             }
             Role::Proxy(proxy) => proxy,
+        };
+        let admission = Admission {
+            client: msg.id.clone(),
+            connected_at_ms: msg.outbox.connected_at_ms(),
+            history: msg.history,
         };
         proxy.add(&self.shared, msg.id.clone(), msg.outbox);
         proxy.joining(&msg.id);
@@ -552,7 +594,7 @@ impl Handler<Join> for Channel {
             Arc::clone(&self.shared.peers),
             proxy.owner,
             self.shared.id.clone(),
-            id.clone(),
+            admission,
             NEW_CLIENT_TRIES,
         );
         Box::pin(join.into_actor(self).map(move |res, act, _| {
@@ -583,7 +625,7 @@ impl Handler<Join> for Channel {
 impl Handler<JoinRemote> for Channel {
     type Result = Result<(), JoinRefused>;
 
-    fn handle(&mut self, msg: JoinRemote, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: JoinRemote, ctx: &mut Context<Self>) -> Self::Result {
         if self.closed {
             return Err(JoinRefused::Closed);
         }
@@ -591,11 +633,21 @@ impl Handler<JoinRemote> for Channel {
         if !self.up.is_empty() && !self.up.contains(&msg.node) {
             return Err(JoinRefused::Unavailable);
         }
-        match &mut self.role {
-            Role::Owner(owner) => owner.admit(&self.shared, msg.id, Err(msg.node)),
+        let at = At::Remote {
+            node: msg.node,
+            connected_at_ms: if msg.connected_at_ms == 0 {
+                crate::model::now_ms()
+            } else {
+                msg.connected_at_ms
+            },
+        };
+        let res = match &mut self.role {
+            Role::Owner(owner) => owner.admit(&mut self.shared, msg.id, at, msg.history),
             // Ownership moved while the request was on its way; the proxy retries.
             Role::Proxy(_) => Err(JoinRefused::Unavailable),
-        }
+        };
+        self.pace(ctx);
+        res
     }
 }
 
@@ -673,7 +725,7 @@ impl Handler<Topology> for Channel {
         self.shared.set_count(locals.len());
         match msg.owner {
             None => {
-                let mut owner = Owner::with_locals(locals);
+                let mut owner = Owner::with_locals(&self.shared, locals);
                 owner.settling = true;
                 self.role = Role::Owner(owner);
                 let generation = self.generation;
@@ -703,5 +755,73 @@ impl Handler<CloseChannel> for Channel {
 
     fn handle(&mut self, msg: CloseChannel, ctx: &mut Context<Self>) {
         self.close_all(msg.0, ctx);
+    }
+}
+
+impl Handler<PublishHttp> for Channel {
+    type Result = ResponseActFuture<Self, Result<u64, ChannelRefused>>;
+
+    fn handle(&mut self, msg: PublishHttp, ctx: &mut Context<Self>) -> Self::Result {
+        if self.closed {
+            return Box::pin(fut::ready(Err(ChannelRefused::Closed)));
+        }
+        if !matches!(
+            self.shared.spec.pattern,
+            Pattern::PubSub | Pattern::PushPull
+        ) {
+            return Box::pin(fut::ready(Err(ChannelRefused::PatternUnsupported)));
+        }
+        let now = Instant::now();
+        self.shared.round.now = now;
+        // Activity on this node too, so its own countdown view follows.
+        self.shared.stats.touch(now);
+        let owner = match &mut self.role {
+            Role::Owner(owner) if owner.settling => {
+                // Just took the channel over: the other nodes' clients are being re-admitted.
+                // Ask again once they had their moment, as held client messages wait.
+                let addr = ctx.address();
+                return Box::pin(
+                    async move {
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                        addr.send(msg).await.unwrap_or(Err(ChannelRefused::Closed))
+                    }
+                    .into_actor(self),
+                );
+            }
+            Role::Owner(owner) => {
+                let delivered = owner.publish_http(&mut self.shared, msg.data);
+                self.pace(ctx);
+                return Box::pin(fut::ready(Ok(delivered)));
+            }
+            Role::Proxy(_) if msg.forwarded => {
+                return Box::pin(fut::ready(Err(ChannelRefused::Unavailable)))
+            }
+            Role::Proxy(proxy) => proxy.owner,
+        };
+        let ask: AskFuture<u64> =
+            Arc::clone(&self.shared.peers).publish_http(owner, self.shared.id.clone(), msg.data);
+        Box::pin(ask.into_actor(self))
+    }
+}
+
+impl Handler<ListClients> for Channel {
+    type Result = ResponseActFuture<Self, Result<Vec<Present>, ChannelRefused>>;
+
+    fn handle(&mut self, msg: ListClients, _: &mut Context<Self>) -> Self::Result {
+        if self.closed {
+            return Box::pin(fut::ready(Err(ChannelRefused::Closed)));
+        }
+        let owner = match &self.role {
+            Role::Owner(owner) => {
+                let me = self.shared.peers.node_id();
+                return Box::pin(fut::ready(Ok(owner.present(me))));
+            }
+            Role::Proxy(_) if msg.forwarded => {
+                return Box::pin(fut::ready(Err(ChannelRefused::Unavailable)))
+            }
+            Role::Proxy(proxy) => proxy.owner,
+        };
+        let ask = Arc::clone(&self.shared.peers).clients(owner, self.shared.id.clone());
+        Box::pin(ask.into_actor(self))
     }
 }

@@ -1,7 +1,9 @@
 //! The owner role: the one place in the cluster that sequences a channel. It holds every
 //! client of the channel — local ones by their outbox, those of other nodes by their node — in
 //! join order, applies the pattern to each message, pushes frames into local outboxes and sends
-//! one `Deliver` per other node that has recipients.
+//! one `Deliver` per other node that has recipients. It also keeps the channel's history
+//! (`History`) and replays it to a client at the moment it admits it, so replay and live
+//! stream are sequenced by the same actor: no gap, no duplicate.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -10,18 +12,26 @@ use actix_http::ws::OpCode;
 use bytes::Bytes;
 
 use super::{Publish, Shared};
+use crate::actors::history::History;
 use crate::actors::outbox::{encode, Outbox};
 use crate::actors::pattern::{route, ClientQueue, Kind, Targets};
 use crate::actors::peers::Sent;
 use crate::actors::subprotocol::{self, Envelope, EnvelopeError};
 use crate::error::CloseCause;
 use crate::metrics;
-use crate::model::{ClientId, Data, JoinRefused};
+use crate::model::{ClientId, Data, JoinRefused, Pattern, Present};
 
 /// Where a client's frames go.
 enum Sink {
     Local(Arc<Outbox>),
-    Remote(u64),
+    /// A client of another node, and when it connected there (ms since the Unix epoch).
+    Remote(u64, u64),
+}
+
+/// Where a client to be admitted is: on this node (its outbox) or on another node.
+pub enum At {
+    Local(Arc<Outbox>),
+    Remote { node: u64, connected_at_ms: u64 },
 }
 
 #[derive(Default)]
@@ -33,12 +43,23 @@ pub struct Owner {
     clients: HashMap<ClientId, Sink>,
     /// Remote recipients of the message being routed, grouped by node.
     remote_batch: HashMap<u64, Vec<ClientId>>,
+    /// The channel's last messages (pub-sub with `history`); empty whenever this node has
+    /// just become the owner: history lives in the owner's memory only.
+    history: History,
 }
 
 impl Owner {
+    /// An owner with no clients yet and an empty history of the channel's size.
+    pub fn new(shared: &Shared) -> Owner {
+        Owner {
+            history: History::new(shared.spec.history as usize, shared.history_bytes),
+            ..Owner::default()
+        }
+    }
+
     /// Takes over a channel whose local clients a proxy held; the queue starts over with them.
-    pub fn with_locals(locals: HashMap<ClientId, Arc<Outbox>>) -> Owner {
-        let mut owner = Owner::default();
+    pub fn with_locals(shared: &Shared, locals: HashMap<ClientId, Arc<Outbox>>) -> Owner {
+        let mut owner = Owner::new(shared);
         for (id, outbox) in locals {
             owner.queue.join(id.clone());
             owner.clients.insert(id, Sink::Local(outbox));
@@ -53,31 +74,98 @@ impl Owner {
             .count()
     }
 
-    /// Admits a client of this node (`outbox`) or of node `node`, within the client limit.
+    /// Admits a client of this node or of another node, within the client limit, and
+    /// replays the newest `history` stored messages to it, oldest first, before any message
+    /// routed after this (a client admitted again, e.g. on a retry, gets no second replay).
     pub fn admit(
         &mut self,
-        shared: &Shared,
+        shared: &mut Shared,
         id: ClientId,
-        at: Result<Arc<Outbox>, u64>,
+        at: At,
+        history: usize,
     ) -> Result<(), JoinRefused> {
         let limit = shared.spec.client_limit;
-        if limit >= 0 && self.clients.len() as i64 >= limit && !self.clients.contains_key(&id) {
+        let known = self.clients.contains_key(&id);
+        if limit >= 0 && self.clients.len() as i64 >= limit && !known {
             return Err(JoinRefused::LimitReached(limit));
         }
         shared.touch_now();
         self.queue.join(id.clone());
         let sink = match at {
-            Ok(outbox) => {
+            At::Local(outbox) => {
                 metrics::CLIENTS.inc();
                 Sink::Local(outbox)
             }
-            Err(node) => Sink::Remote(node),
+            At::Remote {
+                node,
+                connected_at_ms,
+            } => Sink::Remote(node, connected_at_ms),
         };
-        if let Some(Sink::Local(_)) = self.clients.insert(id, sink) {
+        if let Some(Sink::Local(_)) = self.clients.insert(id.clone(), sink) {
             metrics::CLIENTS.dec();
         }
         shared.set_count(self.clients.len());
+        if !known && history > 0 {
+            self.replay(shared, &id, history);
+        }
         Ok(())
+    }
+
+    /// Pushes the newest `k` stored messages to one client, oldest first: into its outbox, or
+    /// as `Deliver` records on the link to its node — the same link its live frames take
+    /// after these, in this order.
+    fn replay(&mut self, shared: &mut Shared, id: &ClientId, k: usize) {
+        if self.history.is_empty() {
+            return;
+        }
+        shared.round.now = std::time::Instant::now();
+        let frames: Vec<Bytes> = self.history.last(k).cloned().collect();
+        match self.clients.get(id) {
+            Some(Sink::Local(outbox)) => {
+                let outbox = Arc::clone(outbox);
+                for frame in &frames {
+                    if !shared.push(id, &outbox, frame) {
+                        self.leave(shared, id);
+                        break;
+                    }
+                }
+                shared.count_delivered();
+            }
+            Some(Sink::Remote(node, _)) => {
+                let node = *node;
+                for frame in frames {
+                    shared.counters.messages_out.inc();
+                    match shared
+                        .peers
+                        .deliver(node, &shared.id, vec![id.clone()], frame)
+                    {
+                        Sent::Queued => {}
+                        Sent::Lost => shared.counters.dropped.inc(),
+                        Sent::Later(wait) => shared.round.waiting.push(wait),
+                    }
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Every client of the channel across the cluster (presence), in join order; `me` names
+    /// this node for its own clients.
+    pub fn present(&self, me: u64) -> Vec<Present> {
+        self.queue
+            .iter()
+            .filter_map(|id| {
+                let (node, connected_at) = match self.clients.get(id)? {
+                    Sink::Local(outbox) => (me, outbox.connected_at_ms()),
+                    Sink::Remote(node, since) => (*node, *since),
+                };
+                Some(Present {
+                    id: id.to_string(),
+                    connected_at,
+                    node,
+                })
+            })
+            .collect()
     }
 
     pub fn leave(&mut self, shared: &Shared, id: &ClientId) {
@@ -100,7 +188,7 @@ impl Owner {
         let gone: Vec<ClientId> = self
             .clients
             .iter()
-            .filter(|(_, s)| matches!(s, Sink::Remote(n) if !up.contains(n)))
+            .filter(|(_, s)| matches!(s, Sink::Remote(n, _) if !up.contains(n)))
             .map(|(id, _)| id.clone())
             .collect();
         for id in &gone {
@@ -123,7 +211,7 @@ impl Owner {
             .into_iter()
             .filter_map(|(id, s)| match s {
                 Sink::Local(outbox) => Some((id, outbox)),
-                Sink::Remote(_) => None,
+                Sink::Remote(..) => None,
             })
             .collect()
     }
@@ -145,7 +233,7 @@ impl Owner {
     fn deliver(&mut self, shared: &mut Shared, to: &ClientId, frame: &Bytes) {
         let outbox = match self.clients.get(to) {
             None => return,
-            Some(Sink::Remote(node)) => {
+            Some(Sink::Remote(node, _)) => {
                 self.remote_batch.entry(*node).or_default().push(to.clone());
                 return;
             }
@@ -189,7 +277,7 @@ impl Owner {
                         continue;
                     }
                     match sink {
-                        Sink::Remote(node) => {
+                        Sink::Remote(node, _) => {
                             self.remote_batch.entry(*node).or_default().push(id.clone())
                         }
                         Sink::Local(outbox) => {
@@ -227,6 +315,9 @@ impl Owner {
                 Data::Binary(b) => encode(OpCode::Binary, b),
             };
             let targets = route(pattern, include_sender, &mut self.queue, &from, Kind::Plain);
+            if self.history.is_enabled() {
+                self.history.push(frame.clone(), msg.data.len());
+            }
             self.deliver_to(shared, targets, &from, frame);
             return;
         }
@@ -247,6 +338,40 @@ impl Owner {
                 self.deliver_to(shared, targets, &from, frame);
             }
             Err(err) => self.reply_error(shared, &from, err),
+        }
+    }
+
+    /// Routes a server-side message (`POST /channels/{id}/messages`), from no client:
+    /// pub-sub to every client, push-pull to the next one in round robin. Answers how many
+    /// clients it was handed to (the caller checked the pattern).
+    pub fn publish_http(&mut self, shared: &mut Shared, data: Data) -> u64 {
+        shared.counters.messages_in.inc();
+        let frame = match &data {
+            Data::Text(t) => encode(OpCode::Text, t.as_bytes()),
+            Data::Binary(b) => encode(OpCode::Binary, b),
+        };
+        // No client has the empty id: every client is an "other", and round robin skips none.
+        let nobody: ClientId = Arc::from("");
+        if self.history.is_enabled() {
+            self.history.push(frame.clone(), data.len());
+        }
+        match shared.spec.pattern {
+            Pattern::PubSub => {
+                if self.clients.is_empty() {
+                    return 0;
+                }
+                self.deliver_to(shared, Targets::Everyone, &nobody, frame);
+                // Only the clients that failed (slow consumers) are gone meanwhile.
+                self.clients.len() as u64
+            }
+            Pattern::PushPull => match self.queue.next_other(&nobody) {
+                Some(to) => {
+                    self.deliver_to(shared, Targets::One(to.clone()), &nobody, frame);
+                    u64::from(self.clients.contains_key(&to))
+                }
+                None => 0,
+            },
+            _ => 0,
         }
     }
 }

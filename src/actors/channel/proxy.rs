@@ -59,6 +59,11 @@ impl Proxy {
         self.clients.keys().cloned().collect()
     }
 
+    /// When a local client connected (ms since the Unix epoch; 0 if unknown).
+    pub fn connected_at_ms(&self, id: &ClientId) -> u64 {
+        self.clients.get(id).map_or(0, |o| o.connected_at_ms())
+    }
+
     /// Registers a local client before the owner admits it, so frames the owner sends right
     /// after admitting it are not missed.
     pub fn add(&mut self, shared: &Shared, id: ClientId, outbox: Arc<Outbox>) {

@@ -381,14 +381,46 @@ pub async fn post<B: Serialize, R: DeserializeOwned>(
     body: &B,
     timeout: Duration,
 ) -> Result<R, RequestError> {
+    let req = signed(addr, path, secret, timeout);
+    let unreachable = |e: &dyn std::fmt::Display| RequestError::Unreachable(format!("{addr}: {e}"));
+    let res = req.send_json(body).await.map_err(|e| unreachable(&e))?;
+    answer(addr, res).await
+}
+
+/// Posts raw `body` bytes (a bincode-encoded wire type) to `path` on the peer port at `addr`
+/// and reads the typed JSON answer.
+pub async fn post_bytes<R: DeserializeOwned>(
+    addr: &str,
+    path: &str,
+    secret: Option<&str>,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<R, RequestError> {
+    let req = signed(addr, path, secret, timeout)
+        .insert_header(("content-type", "application/octet-stream"));
+    let unreachable = |e: &dyn std::fmt::Display| RequestError::Unreachable(format!("{addr}: {e}"));
+    let res = req.send_body(body).await.map_err(|e| unreachable(&e))?;
+    answer(addr, res).await
+}
+
+/// A POST to a peer route, signed with the cluster secret when there is one.
+fn signed(addr: &str, path: &str, secret: Option<&str>, timeout: Duration) -> awc::ClientRequest {
     let mut req = pooled_client()
         .post(format!("http://{addr}{path}"))
         .timeout(timeout);
     if let Some(s) = secret {
         req = req.insert_header((proof::AUTH_HEADER, proof::sign(s, "POST", path, "")));
     }
+    req
+}
+
+/// Reads a peer's answer: the typed body on success, its `ErrorBody` otherwise.
+async fn answer<S, R>(addr: &str, mut res: awc::ClientResponse<S>) -> Result<R, RequestError>
+where
+    S: futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin,
+    R: DeserializeOwned,
+{
     let unreachable = |e: &dyn std::fmt::Display| RequestError::Unreachable(format!("{addr}: {e}"));
-    let mut res = req.send_json(body).await.map_err(|e| unreachable(&e))?;
     if res.status().is_success() {
         return res
             .json::<R>()

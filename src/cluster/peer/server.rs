@@ -1,7 +1,8 @@
 //! The peer port (`WRS_NODE_PORT`): every route a peer calls, behind one authentication check
 //! that runs before a byte of the body is read. `GET /link` upgrades to a WebSocket that
 //! carries `wire::Frame`s (Raft messages to the Raft node, relay records to channels);
-//! `/join`, `/relay/join` and `/relay/live` are typed JSON request/response.
+//! `/join`, `/relay/join`, `/relay/live` and `/relay/clients` are typed JSON
+//! request/response; `/relay/publish` takes a bincode body (`wire::PublishRequest`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -15,13 +16,18 @@ use bytestring::ByteString;
 use futures_util::StreamExt;
 
 use super::proof::{self, Verifier};
-use super::wire::{raft_messages, Frame, JoinChannel, LiveQuery, MAX_FRAME};
+use super::wire::{
+    raft_messages, ClientsQuery, Frame, JoinChannel, LiveQuery, PublishRequest, Published,
+    MAX_FRAME,
+};
 use super::{NODE_HEADER, PEER_HEADER};
-use crate::actors::channel::{Channel, ChannelStats, DeliverLocal, JoinRemote, Leave, Publish};
-use crate::actors::registry::{Get, List, Registry};
+use crate::actors::channel::{
+    Channel, ChannelStats, DeliverLocal, JoinRemote, Leave, ListClients, Publish, PublishHttp,
+};
+use crate::actors::registry::{ChannelHandle, Get, List, Registry};
 use crate::cluster::node::{AddMember, CatchUp, ProposeError, RaftNode, Step};
 use crate::error::PeerError;
-use crate::model::{Data, JoinRefused, Live, Member};
+use crate::model::{ChannelRefused, Data, JoinRefused, Live, Member};
 
 /// A link that delivers nothing (not even the client's keep-alive Ping, sent every
 /// `client::PING_EVERY`) for this long is closed. Closing matters beyond tidiness: frames a
@@ -38,6 +44,8 @@ struct PeerState {
     registry: Addr<Registry>,
     /// Checks proofs of `WRS_CLUSTER_SECRET`; `None` = no secret (loopback-only peer port).
     verifier: Option<Verifier>,
+    /// `WRS_MAX_MESSAGE_SIZE`: bounds a forwarded server-side publish.
+    max_message: usize,
 }
 
 /// The one authentication check of the peer port: a proof of the secret bound to this
@@ -214,16 +222,12 @@ async fn join_channel(
 ) -> Result<HttpResponse, PeerError> {
     authenticate(&req, &state)?;
     let body: JoinChannel = read_json(&req, &mut body).await?;
-    let get = || state.registry.send(Get(body.channel.clone()));
-    let mut found = get().await.ok().flatten();
-    if found.is_none() && state.node.send(CatchUp).await.unwrap_or(false) {
-        // The proxy may have applied the create before this owner did.
-        found = get().await.ok().flatten();
-    }
-    let handle = found.ok_or(PeerError::ChannelNotFound)?;
+    let handle = find(&state, &body.channel).await?;
     let join = JoinRemote {
         id: body.client.into(),
         node: body.node,
+        connected_at_ms: body.connected_at_ms,
+        history: body.history,
     };
     match handle.addr.send(join).await {
         Ok(Ok(())) => Ok(HttpResponse::Ok().json(serde_json::json!({ "message": "joined" }))),
@@ -232,6 +236,78 @@ async fn join_channel(
         Ok(Err(JoinRefused::Unavailable)) => {
             Err(PeerError::Unavailable("the channel's owner moved".into()))
         }
+    }
+}
+
+/// The channel `id` on this node; on a miss, after catching up with the log (the asking node
+/// may have applied the create before this one did).
+async fn find(state: &PeerState, id: &str) -> Result<ChannelHandle, PeerError> {
+    let get = || state.registry.send(Get(id.to_owned()));
+    let mut found = get().await.ok().flatten();
+    if found.is_none() && state.node.send(CatchUp).await.unwrap_or(false) {
+        found = get().await.ok().flatten();
+    }
+    found.ok_or(PeerError::ChannelNotFound)
+}
+
+fn channel_refused(e: ChannelRefused) -> PeerError {
+    match e {
+        ChannelRefused::PatternUnsupported => PeerError::PatternUnsupported,
+        ChannelRefused::Closed => PeerError::ChannelNotFound,
+        ChannelRefused::Unavailable => PeerError::Unavailable("the channel's owner moved".into()),
+    }
+}
+
+/// `POST /relay/publish`: a server-side publish another node received for a channel this
+/// node sequences. The body is bounded by `WRS_MAX_MESSAGE_SIZE` plus the envelope.
+async fn publish(
+    req: HttpRequest,
+    state: web::Data<PeerState>,
+    mut body: web::Payload,
+) -> Result<HttpResponse, PeerError> {
+    authenticate(&req, &state)?;
+    let limit = state.max_message.saturating_add(4096);
+    let bytes = crate::body::read(&req, &mut body, limit)
+        .await
+        .map_err(|e| PeerError::BadRequest(e.to_string()))?;
+    let msg = PublishRequest::decode(&bytes)
+        .map_err(|e| PeerError::BadRequest(format!("unreadable body: {e}")))?;
+    if msg.payload.len() > state.max_message {
+        return Err(PeerError::BadRequest("the message is too large".into()));
+    }
+    let data = if msg.text {
+        Data::Text(
+            ByteString::try_from(msg.payload)
+                .map_err(|_| PeerError::BadRequest("a text message must be UTF-8".into()))?,
+        )
+    } else {
+        Data::Binary(msg.payload)
+    };
+    let handle = find(&state, &msg.channel).await?;
+    let sent = handle.addr.send(PublishHttp {
+        data,
+        forwarded: true,
+    });
+    match sent.await {
+        Ok(Ok(delivered)) => Ok(HttpResponse::Ok().json(Published { delivered })),
+        Ok(Err(e)) => Err(channel_refused(e)),
+        Err(_) => Err(PeerError::ChannelNotFound),
+    }
+}
+
+/// `POST /relay/clients`: the clients of a channel this node sequences (presence).
+async fn clients(
+    req: HttpRequest,
+    state: web::Data<PeerState>,
+    mut body: web::Payload,
+) -> Result<HttpResponse, PeerError> {
+    authenticate(&req, &state)?;
+    let query: ClientsQuery = read_json(&req, &mut body).await?;
+    let handle = find(&state, &query.channel).await?;
+    match handle.addr.send(ListClients { forwarded: true }).await {
+        Ok(Ok(list)) => Ok(HttpResponse::Ok().json(list)),
+        Ok(Err(e)) => Err(channel_refused(e)),
+        Err(_) => Err(PeerError::ChannelNotFound),
     }
 }
 
@@ -277,12 +353,13 @@ pub fn serve(
     port: u16,
     node: Addr<RaftNode>,
     registry: Addr<Registry>,
-    secret: Option<String>,
+    (secret, max_message): (Option<String>, usize),
 ) -> std::io::Result<actix_web::dev::Server> {
     let state = web::Data::new(PeerState {
         node,
         registry,
         verifier: secret.map(Verifier::new),
+        max_message,
     });
     let server = HttpServer::new(move || {
         App::new()
@@ -291,6 +368,8 @@ pub fn serve(
             .route("/join", web::post().to(join))
             .route("/relay/join", web::post().to(join_channel))
             .route("/relay/live", web::post().to(live))
+            .route("/relay/publish", web::post().to(publish))
+            .route("/relay/clients", web::post().to(clients))
     })
     .workers(2)
     .tcp_nodelay(true)

@@ -79,12 +79,55 @@ pub fn raft_messages(parts: &[Bytes]) -> Result<Vec<RaftMessage>, WireError> {
         .collect()
 }
 
-/// `POST /relay/join`: a proxy node asks the owner to admit one of its clients.
+/// `POST /relay/join`: a proxy node asks the owner to admit one of its clients. The owner
+/// replays `history` stored messages to it as `Deliver` records on its relay link, ahead of
+/// the live ones. (Both added later: a node that sends neither means 0.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JoinChannel {
     pub channel: String,
     pub client: String,
     pub node: u64,
+    /// When the client connected to its node, ms since the Unix epoch.
+    #[serde(default)]
+    pub connected_at_ms: u64,
+    #[serde(default)]
+    pub history: usize,
+}
+
+/// `POST /relay/publish`: a server-side publish that reached a node other than the owner.
+/// Sent as bincode (the `Frame` codec), not JSON: the payload may be binary and as large as
+/// `WRS_MAX_MESSAGE_SIZE`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishRequest {
+    pub channel: String,
+    pub text: bool,
+    pub payload: Bytes,
+}
+
+impl PublishRequest {
+    pub fn encode(&self) -> Bytes {
+        options()
+            .serialize(self)
+            .map(Bytes::from)
+            .unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<PublishRequest, WireError> {
+        Ok(options().deserialize(bytes)?)
+    }
+}
+
+/// The owner's answer to `POST /relay/publish`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Published {
+    pub delivered: u64,
+}
+
+/// `POST /relay/clients`: presence, asked of the channel's owner; the answer is a JSON list of
+/// `model::Present`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientsQuery {
+    pub channel: String,
 }
 
 /// `POST /relay/live`: the channels whose live numbers the asking node wants.
@@ -141,6 +184,20 @@ mod tests {
             unreachable!()
         };
         assert_eq!(raft_messages(&parts).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn publish_requests_round_trip_and_old_joins_still_decode() {
+        let p = PublishRequest {
+            channel: "c".into(),
+            text: false,
+            payload: Bytes::from_static(&[0, 159, 255]),
+        };
+        assert_eq!(PublishRequest::decode(&p.encode()).unwrap(), p);
+        assert!(PublishRequest::decode(b"\x05").is_err());
+        let old: JoinChannel =
+            serde_json::from_str(r#"{"channel":"c","client":"a","node":2}"#).unwrap();
+        assert_eq!((old.connected_at_ms, old.history), (0, 0));
     }
 
     #[test]

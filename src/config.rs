@@ -112,6 +112,9 @@ pub struct Config {
     pub client_queue_bytes: usize,
     /// Payload bytes a channel's history keeps at most, per channel (`WRS_HISTORY_BYTES`).
     pub history_bytes: usize,
+    /// Payload bytes all of a node's channel histories keep together
+    /// (`WRS_HISTORY_TOTAL_BYTES`).
+    pub history_total_bytes: usize,
     pub max_channels: usize,
     pub max_body: usize,
     pub ping_interval: Duration,
@@ -296,6 +299,13 @@ impl Config {
                 1 << 20,
                 0,
                 1 << 30,
+            )?,
+            history_total_bytes: number(
+                "WRS_HISTORY_TOTAL_BYTES",
+                get("WRS_HISTORY_TOTAL_BYTES"),
+                64 << 20,
+                0,
+                1 << 40,
             )?,
             max_channels: number(
                 "WRS_MAX_CHANNELS",
@@ -574,6 +584,7 @@ mod tests {
         assert_eq!(c.client_queue, 1024);
         assert_eq!(c.client_queue_bytes, 4 << 20);
         assert_eq!(c.history_bytes, 1 << 20);
+        assert_eq!(c.history_total_bytes, 64 << 20);
         assert_eq!(c.max_channels, 100_000);
         assert_eq!(c.max_body, 65536);
         assert_eq!(c.token_length, 32);

@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix::{Actor, Arbiter};
 use actix_web::web;
 
+use crate::actors::history::Limits;
 use crate::actors::registry::{Registry, SetCluster, Shutdown};
 use crate::api::{self, AppState};
 use crate::cluster::{
@@ -67,7 +68,7 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
         arbiters.iter().map(Arbiter::handle).collect(),
         me.id,
         Arc::clone(&relay) as Arc<dyn crate::actors::peers::Peers>,
-        config.history_bytes,
+        Limits::new(config.history_bytes, config.history_total_bytes),
     )
     .start();
     let raft = {

@@ -598,6 +598,51 @@ async fn history_is_bounded_in_bytes_by_wrs_history_bytes() {
 }
 
 #[actix_rt::test]
+async fn the_nodes_history_budget_caps_all_channels_together_and_is_freed_by_a_delete() {
+    // Each channel may keep 1000 bytes, the node 1500 for all of them.
+    let s = Server::start(&[
+        ("WRS_HISTORY_BYTES", "1000"),
+        ("WRS_HISTORY_TOTAL_BYTES", "1500"),
+    ])
+    .await;
+    let first = s
+        .create(json!({"pattern": "pub-sub", "history": 100}))
+        .await;
+    let second = s
+        .create(json!({"pattern": "pub-sub", "history": 100}))
+        .await;
+    let messages: Vec<String> = (0..10).map(|i| format!("{i}{}", "y".repeat(99))).collect();
+    for m in &messages {
+        publish_text(&s, &first.id, &first.token, m).await;
+    }
+    for m in &messages {
+        publish_text(&s, &second.id, &second.token, m).await;
+    }
+    // The first channel holds its 1000 bytes; the second only the 500 left, its newest five.
+    let mut late = s
+        .ws(&format!("{}&history=100", second.connect_path()))
+        .await;
+    publish_text(&s, &second.id, &second.token, "live").await;
+    assert_eq!(
+        until_marker(&mut late, "live").await,
+        messages[5..].to_vec()
+    );
+    let mut late_first = s.ws(&format!("{}&history=100", first.connect_path())).await;
+    publish_text(&s, &first.id, &first.token, "live").await;
+    assert_eq!(until_marker(&mut late_first, "live").await, messages);
+    drop(late_first);
+    // Deleting the first channel hands its bytes back: the second keeps ten again.
+    let deleted = s.delete(&format!("/channels/{}", first.id)).await;
+    assert_eq!(deleted.status, 200);
+    for m in &messages {
+        publish_text(&s, &second.id, &second.token, m).await;
+    }
+    let mut again = s.ws(&format!("{}&history=10", second.connect_path())).await;
+    publish_text(&s, &second.id, &second.token, "live").await;
+    assert_eq!(until_marker(&mut again, "live").await, messages);
+}
+
+#[actix_rt::test]
 async fn history_replay_and_live_stream_have_no_gap_and_no_duplicate() {
     let s = Server::start(&[]).await;
     let ch = s.create(json!({"pattern": "pub-sub", "history": 50})).await;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::channel::{Channel, ChannelIdle, ChannelStats, CloseChannel, Topology};
+use super::history::Limits;
 use super::peers::Peers;
 use crate::error::CloseCause;
 use crate::metrics;
@@ -89,8 +90,8 @@ pub struct Registry {
     peers: Arc<dyn Peers>,
     cluster: Option<Recipient<DeleteIdle>>,
     shutting_down: bool,
-    /// `WRS_HISTORY_BYTES`, handed to every channel.
-    history_bytes: usize,
+    /// `WRS_HISTORY_BYTES` and the node's history budget, shared by every channel.
+    history_limits: Limits,
 }
 
 /// The member that sequences a channel (and runs its inactivity timeout): rendezvous hashing
@@ -113,7 +114,7 @@ impl Registry {
         arbiters: Vec<ArbiterHandle>,
         node_id: u64,
         peers: Arc<dyn Peers>,
-        history_bytes: usize,
+        history_limits: Limits,
     ) -> Registry {
         Registry {
             channels: HashMap::new(),
@@ -125,7 +126,7 @@ impl Registry {
             peers,
             cluster: None,
             shutting_down: false,
-            history_bytes,
+            history_limits,
         }
     }
 
@@ -144,7 +145,7 @@ impl Registry {
             ctx.address().recipient(),
         );
         let (owner, peers) = (self.remote_owner(&id), Arc::clone(&self.peers));
-        let (serving, history_bytes) = (Arc::clone(&self.serving), self.history_bytes);
+        let (serving, history_limits) = (Arc::clone(&self.serving), self.history_limits.clone());
         let make = move |_: &mut Context<Channel>| {
             Channel::new(
                 id,
@@ -152,7 +153,7 @@ impl Registry {
                 stats,
                 me,
                 (owner, serving),
-                (peers, history_bytes),
+                (peers, history_limits),
             )
         };
         let addr = if self.arbiters.is_empty() {

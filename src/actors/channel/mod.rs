@@ -24,6 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use self::owner::{At, Owner};
 use self::proxy::{hand_over, Proxy};
+use super::history::Limits;
 use super::outbox::{Backlog, Outbox, PushError};
 use super::peers::{AskFuture, Peers, SendFuture};
 use crate::error::CloseCause;
@@ -214,8 +215,9 @@ pub struct Shared {
     stats: Arc<ChannelStats>,
     counters: PatternCounters,
     round: Round,
-    /// `WRS_HISTORY_BYTES`: what the owner's history holds at most, in payload bytes.
-    history_bytes: usize,
+    /// `WRS_HISTORY_BYTES` and the node's `WRS_HISTORY_TOTAL_BYTES` budget, for the owner's
+    /// history.
+    history_limits: Limits,
 }
 
 /// What routing one message needs across its recipients: one clock reading, one counter add,
@@ -311,14 +313,14 @@ const TAKEOVER_GRACE: Duration = Duration::from_millis(500);
 
 impl Channel {
     /// `owner`: the node that sequences the channel (`None` for this node), and the members
-    /// that are up; `history_bytes`: `WRS_HISTORY_BYTES`.
+    /// that are up; `history_limits`: the byte bounds of the owner's history.
     pub fn new(
         id: String,
         spec: ChannelSpec,
         stats: Arc<ChannelStats>,
         idle: Recipient<ChannelIdle>,
         (owner, up): (Option<u64>, Arc<BTreeSet<u64>>),
-        (peers, history_bytes): (Arc<dyn Peers>, usize),
+        (peers, history_limits): (Arc<dyn Peers>, Limits),
     ) -> Channel {
         let shared = Shared {
             id,
@@ -332,7 +334,7 @@ impl Channel {
                 busy: None,
                 waiting: Vec::new(),
             },
-            history_bytes,
+            history_limits,
         };
         let role = match owner {
             None => Role::Owner(Owner::new(&shared)),

@@ -52,7 +52,7 @@ impl Owner {
     /// An owner with no clients yet and an empty history of the channel's size.
     pub fn new(shared: &Shared) -> Owner {
         Owner {
-            history: History::new(shared.spec.history as usize, shared.history_bytes),
+            history: History::new(shared.spec.history as usize, &shared.history_limits),
             ..Owner::default()
         }
     }

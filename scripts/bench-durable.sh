@@ -50,7 +50,7 @@ cleanup() {
 trap cleanup EXIT
 
 # start NODES DURABLE RUN: NODES wrs processes (one cluster when 3), with or without data dirs;
-# sets `urls` and waits until every node answers and (for 3) all agree on a leader.
+# sets `urls` and waits until every node answers and (for 3) all agree on a leader, all voters.
 start() {
   local n=$1 durable=$2 run=$3 join="" ports=()
   for i in $(seq 0 $((n - 1))); do ports+=("$(pick_port $((18300 + 20 * i + 2 * run)))"); done
@@ -73,6 +73,8 @@ start() {
       body=$( (exec 3<>"/dev/tcp/127.0.0.1/$p" && printf 'GET /cluster HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n' >&3 && timeout 2 cat <&3) 2>/dev/null || true)
       case "$body" in *'"leader":'[0-9]*) ;; *) ready= ;; esac
       [ "$(echo "$body" | grep -o '"role"' | wc -l)" = "$n" ] || ready=
+      # every member a voter: a learner still being promoted moves channels' owners
+      case "$body" in *'"learner"'*) ready= ;; esac
     done
     [ -z "$ready" ] || return 0
     sleep 0.2

@@ -67,6 +67,20 @@ async fn wait_presence(s: &Server, id: &str, token: &str, n: usize) -> Vec<Value
 }
 
 /// Reads text messages until `marker` arrives; returns what came before it.
+/// How many text messages each client received until it went quiet (push-pull shares).
+async fn shares(clients: &mut [Ws]) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for ws in clients {
+        let mut n = 0;
+        while let Some(m) = ws.next_event(QUIET).await {
+            assert!(matches!(m, Msg::Text(_)), "{m:?}");
+            n += 1;
+        }
+        counts.push(n);
+    }
+    counts
+}
+
 async fn until_marker(ws: &mut Ws, marker: &str) -> Vec<String> {
     let mut seen = Vec::new();
     loop {
@@ -219,16 +233,7 @@ async fn publish_on_push_pull_goes_to_one_client_in_round_robin() {
     for i in 0..9 {
         assert_eq!(publish_text(&s, &id, &token, &format!("job {i}")).await, 1);
     }
-    let mut counts = Vec::new();
-    for ws in &mut v {
-        let mut n = 0;
-        while let Some(m) = ws.next_event(QUIET).await {
-            assert!(matches!(m, Msg::Text(_)), "{m:?}");
-            n += 1;
-        }
-        counts.push(n);
-    }
-    assert_eq!(counts, [3, 3, 3], "an equal share each");
+    assert_eq!(shares(&mut v).await, [3, 3, 3], "an equal share each");
 }
 
 #[actix_rt::test]
@@ -761,16 +766,11 @@ async fn cluster_publish_and_presence_work_from_nodes_that_are_not_the_owner() {
             1
         );
     }
-    let mut counts = Vec::new();
-    for ws in &mut workers {
-        let mut n = 0;
-        while let Some(m) = ws.next_event(QUIET).await {
-            assert!(matches!(m, Msg::Text(_)), "{m:?}");
-            n += 1;
-        }
-        counts.push(n);
-    }
-    assert_eq!(counts, [3, 3, 3], "an equal share on every node");
+    assert_eq!(
+        shares(&mut workers).await,
+        [3, 3, 3],
+        "an equal share on every node"
+    );
 
     // Publishes that only reach non-owner nodes keep the channel alive at its owner.
     let idle = c.nodes[0]

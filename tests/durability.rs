@@ -30,6 +30,21 @@ fn config_of(v: &Value) -> Value {
     })
 }
 
+/// The start failed (non-zero exit) and its message names the directory and `what` is wrong.
+fn refused(out: &Exit, path: &str, what: &str, says: &str) {
+    assert!(
+        out.code.is_some_and(|c| c != 0),
+        "exit {:?}: {}",
+        out.code,
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(path) && out.stderr.contains(what),
+        "{says}{}",
+        out.stderr
+    );
+}
+
 #[actix_rt::test]
 async fn a_single_node_killed_with_kill_9_comes_back_with_every_channel_config_and_token() {
     let dir = tempfile::tempdir().unwrap();
@@ -199,16 +214,11 @@ async fn a_damaged_or_foreign_data_dir_stops_the_start_naming_the_path() {
     std::fs::write(foreign.path().join("raft").join("pg_control"), b"not ours").unwrap();
     let path = foreign.path().display().to_string();
     let out = run_with_env(&[("WRS_DATA_DIR", path.as_str())]).await;
-    assert!(
-        out.code.is_some_and(|c| c != 0),
-        "exit {:?}: {}",
-        out.code,
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains(&path) && out.stderr.contains("pg_control"),
-        "stderr names the path and the file: {}",
-        out.stderr
+    refused(
+        &out,
+        &path,
+        "pg_control",
+        "stderr names the path and the file: ",
     );
 
     // A used directory whose log file was truncated.
@@ -241,16 +251,11 @@ async fn a_damaged_or_foreign_data_dir_stops_the_start_naming_the_path() {
             "truncated {truncated} log file(s); start {attempt}: exit {:?}",
             out.code
         );
-        assert!(
-            out.code.is_some_and(|c| c != 0),
-            "exit {:?}: {}",
-            out.code,
-            out.stderr
-        );
-        assert!(
-            out.stderr.contains(&path) && out.stderr.contains("identity"),
-            "stderr names the path and the damage: {}",
-            out.stderr
+        refused(
+            &out,
+            &path,
+            "identity",
+            "stderr names the path and the damage: ",
         );
     }
 }
@@ -401,16 +406,11 @@ async fn a_data_dir_of_another_cluster_is_refused_naming_the_path() {
         "directory of cluster {mine} started with WRS_JOIN={join} (cluster {theirs}): exit {:?}",
         out.code
     );
-    assert!(
-        out.code.is_some_and(|c| c != 0),
-        "exit {:?}: {}",
-        out.code,
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains(&path) && out.stderr.contains(&theirs.to_string()),
-        "stderr names the path and the other cluster: {}",
-        out.stderr
+    refused(
+        &out,
+        &path,
+        &theirs.to_string(),
+        "stderr names the path and the other cluster: ",
     );
     // Nothing was reset: the directory still starts, alone, with its channel.
     let a = start_on(dir.path()).await;

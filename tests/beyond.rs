@@ -67,6 +67,19 @@ async fn wait_presence(s: &Server, id: &str, token: &str, n: usize) -> Vec<Value
 }
 
 /// Reads text messages until `marker` arrives; returns what came before it.
+/// Waits until the numbered publisher has sent `n` more messages.
+async fn sent_more(sent: &Rc<Cell<u64>>, n: u64) {
+    let target = sent.get() + n;
+    poll_until("the publisher is under way", WAIT, || async {
+        if sent.get() >= target {
+            Ok(())
+        } else {
+            Err(format!("sent {}", sent.get()))
+        }
+    })
+    .await;
+}
+
 /// How many text messages each client received until it went quiet (push-pull shares).
 async fn shares(clients: &mut [Ws]) -> Vec<usize> {
     let mut counts = Vec::new();
@@ -128,24 +141,6 @@ fn split_owner(channel: &str, ids: &[u64]) -> (usize, Vec<usize>) {
         .position(|i| *i == owner)
         .expect("owner is a node");
     (at, (0..ids.len()).filter(|i| *i != at).collect())
-}
-
-/// Polls until every node of `c` knows the channel.
-async fn visible(c: &Cluster, ch: &Created) {
-    for (i, s) in c.nodes.iter().enumerate() {
-        let what = format!("channel {} visible on node {i}", ch.id);
-        poll_until(&what, WAIT, || async {
-            let r = s
-                .try_request("GET", &format!("/channels/{}", ch.id), None, WAIT)
-                .await?;
-            if r.status == 200 {
-                Ok(())
-            } else {
-                Err(format!("{} {}", r.status, r.text()))
-            }
-        })
-        .await;
-    }
 }
 
 /// A publisher client that sends `0, 1, 2, …` as text until `stop` is set; `sent` counts.
@@ -655,15 +650,7 @@ async fn history_replay_and_live_stream_have_no_gap_and_no_duplicate() {
     let (sent, stop) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(false)));
     numbered_publisher(publisher, Rc::clone(&sent), Rc::clone(&stop));
     for _ in 0..3 {
-        let target = sent.get() + 80;
-        poll_until("the publisher is under way", WAIT, || async {
-            if sent.get() >= target {
-                Ok(())
-            } else {
-                Err(format!("sent {}", sent.get()))
-            }
-        })
-        .await;
+        sent_more(&sent, 80).await;
         check_contiguous(&s, &ch, 30, &sent).await;
     }
     stop.set(true);
@@ -676,7 +663,7 @@ async fn cluster_publish_and_presence_work_from_nodes_that_are_not_the_owner() {
     let c = Cluster::start(3, &[("WRS_MAX_MESSAGE_SIZE", "2048")]).await;
     let ids = node_ids(&c).await;
     let ch = c.nodes[0].create(json!({"pattern": "pub-sub"})).await;
-    visible(&c, &ch).await;
+    c.wait_visible(&ch.id).await;
     let (owner, others) = split_owner(&ch.id, &ids);
 
     // One subscriber per node; presence on every node lists all three with their nodes.
@@ -727,7 +714,7 @@ async fn cluster_publish_and_presence_work_from_nodes_that_are_not_the_owner() {
         .await
         .assert_error(403, "invalid_token");
     let echo = c.nodes[owner].create(json!({"pattern": "echo"})).await;
-    visible(&c, &echo).await;
+    c.wait_visible(&echo.id).await;
     for s in &c.nodes {
         publish(s, &echo.id, &echo.token, "text/plain", b"x")
             .await
@@ -752,7 +739,7 @@ async fn cluster_publish_and_presence_work_from_nodes_that_are_not_the_owner() {
 
     // Push-pull over HTTP publishes on non-owners is round robin across nodes.
     let pp = c.nodes[0].create(json!({"pattern": "push-pull"})).await;
-    visible(&c, &pp).await;
+    c.wait_visible(&pp.id).await;
     let (_, pp_others) = split_owner(&pp.id, &ids);
     let mut workers = Vec::new();
     for s in &c.nodes {
@@ -776,7 +763,7 @@ async fn cluster_publish_and_presence_work_from_nodes_that_are_not_the_owner() {
     let idle = c.nodes[0]
         .create(json!({"pattern": "pub-sub", "timeout": 1500}))
         .await;
-    visible(&c, &idle).await;
+    c.wait_visible(&idle.id).await;
     let (_, idle_others) = split_owner(&idle.id, &ids);
     let start = Instant::now();
     let mut k = 0;
@@ -801,7 +788,7 @@ async fn cluster_history_is_replayed_to_clients_on_proxy_nodes_without_gap_or_du
     let ch = c.nodes[0]
         .create(json!({"pattern": "pub-sub", "history": 5}))
         .await;
-    visible(&c, &ch).await;
+    c.wait_visible(&ch.id).await;
     let (owner, others) = split_owner(&ch.id, &ids);
     for i in 0..8 {
         let via = &c.nodes[i % 3];
@@ -827,21 +814,13 @@ async fn cluster_history_is_replayed_to_clients_on_proxy_nodes_without_gap_or_du
     let seq = c.nodes[0]
         .create(json!({"pattern": "pub-sub", "history": 50}))
         .await;
-    visible(&c, &seq).await;
+    c.wait_visible(&seq.id).await;
     let (seq_owner, seq_others) = split_owner(&seq.id, &ids);
     let publisher = c.nodes[seq_owner].connect(&seq.id, &seq.token).await;
     let (sent, stop) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(false)));
     numbered_publisher(publisher, Rc::clone(&sent), Rc::clone(&stop));
     for i in seq_others {
-        let target = sent.get() + 80;
-        poll_until("the publisher is under way", WAIT, || async {
-            if sent.get() >= target {
-                Ok(())
-            } else {
-                Err(format!("sent {}", sent.get()))
-            }
-        })
-        .await;
+        sent_more(&sent, 80).await;
         check_contiguous(&c.nodes[i], &seq, 30, &sent).await;
     }
     stop.set(true);
@@ -854,7 +833,7 @@ async fn cluster_history_starts_empty_at_a_new_owner_and_presence_forgets_a_dead
     let ch = c.nodes[0]
         .create(json!({"pattern": "pub-sub", "history": 10}))
         .await;
-    visible(&c, &ch).await;
+    c.wait_visible(&ch.id).await;
     let (owner, others) = split_owner(&ch.id, &ids);
     let mut subs = Vec::new();
     for s in &c.nodes {

@@ -82,25 +82,6 @@ async fn collect(ws: &mut [&mut Ws], want: usize, limit: Duration) -> Vec<Vec<St
     got
 }
 
-/// Polls until every node of `c` knows the channel (creation is committed on the node that
-/// answered; the others apply it a moment later).
-async fn visible(c: &Cluster, ch: &Created) {
-    for (i, s) in c.nodes.iter().enumerate() {
-        let what = format!("channel {} visible on node {i}", ch.id);
-        poll_until(&what, WAIT, || async {
-            let r = s
-                .try_request("GET", &format!("/channels/{}", ch.id), None, WAIT)
-                .await?;
-            if r.status == 200 {
-                Ok(())
-            } else {
-                Err(format!("{} {}", r.status, r.text()))
-            }
-        })
-        .await;
-    }
-}
-
 fn parse(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
@@ -119,7 +100,7 @@ async fn commit_index(c: &Cluster) -> u64 {
 async fn pub_sub_reaches_subscribers_on_every_node() {
     let c = Cluster::start(3, &[]).await;
     let ch = c.nodes[1].create(json!({"pattern": "pub-sub"})).await;
-    visible(&c, &ch).await;
+    c.wait_visible(&ch.id).await;
     let mut publisher = c.nodes[0].connect(&ch.id, &ch.token).await;
     let mut s0 = c.nodes[0].connect(&ch.id, &ch.token).await;
     let mut s1 = c.nodes[1].connect(&ch.id, &ch.token).await;
@@ -176,7 +157,7 @@ async fn pub_sub_include_sender_across_nodes() {
     let ch = c.nodes[0]
         .create(json!({"pattern": "pub-sub", "includeSender": true}))
         .await;
-    visible(&c, &ch).await;
+    c.wait_visible(&ch.id).await;
     let mut a = c.nodes[1].connect(&ch.id, &ch.token).await;
     let mut b = c.nodes[2].connect(&ch.id, &ch.token).await;
     warm_up(&mut a, &mut [&mut b], |k| format!("warm {k}")).await;
@@ -191,7 +172,7 @@ async fn pub_sub_include_sender_across_nodes() {
 async fn push_pull_is_fair_across_nodes() {
     let c = Cluster::start(3, &[]).await;
     let ch = c.nodes[2].create(json!({"pattern": "push-pull"})).await;
-    visible(&c, &ch).await;
+    c.wait_visible(&ch.id).await;
     let mut producer = c.nodes[1].connect(&ch.id, &ch.token).await;
     // Two workers on every node, joined in interleaved node order.
     let mut workers = Vec::new();
@@ -245,7 +226,7 @@ async fn push_pull_is_fair_across_nodes() {
 async fn req_repl_replies_find_their_origin_on_another_node() {
     let c = Cluster::start(3, &[]).await;
     let ch = c.nodes[0].create(json!({"pattern": "req-repl"})).await;
-    visible(&c, &ch).await;
+    c.wait_visible(&ch.id).await;
     let mut a = c.nodes[0].connect(&ch.id, &ch.token).await;
     let mut b = c.nodes[1].connect(&ch.id, &ch.token).await;
     let mut cc = c.nodes[2].connect(&ch.id, &ch.token).await;
@@ -316,7 +297,7 @@ async fn req_repl_replies_find_their_origin_on_another_node() {
 async fn fan_in_out_round_robin_across_nodes_with_replies() {
     let c = Cluster::start(3, &[]).await;
     let ch = c.nodes[1].create(json!({"pattern": "fan-in-out"})).await;
-    visible(&c, &ch).await;
+    c.wait_visible(&ch.id).await;
     let mut boss = c.nodes[0].connect(&ch.id, &ch.token).await;
     let mut workers = Vec::new();
     for s in &c.nodes {
@@ -379,7 +360,7 @@ async fn client_limit_is_cluster_wide() {
     let ch = c.nodes[0]
         .create(json!({"pattern": "pub-sub", "clientLimit": 2}))
         .await;
-    visible(&c, &ch).await;
+    c.wait_visible(&ch.id).await;
     let path = ch.connect_path();
     let mut a = c.nodes[0].ws(&path).await;
     let mut b = c.nodes[1].ws(&path).await;
@@ -412,7 +393,7 @@ async fn client_limit_is_cluster_wide() {
     let ch = c.nodes[1]
         .create(json!({"pattern": "pub-sub", "clientLimit": 2}))
         .await;
-    visible(&c, &ch).await;
+    c.wait_visible(&ch.id).await;
     let path = ch.connect_path();
     let attempts = (0..6).map(|i| c.nodes[i % 3].try_ws(&path));
     let results = futures_util::future::join_all(attempts).await;
@@ -432,7 +413,7 @@ async fn client_limit_is_cluster_wide() {
 async fn client_count_is_the_same_on_every_node() {
     let c = Cluster::start(3, &[]).await;
     let ch = c.nodes[0].create(json!({"pattern": "pub-sub"})).await;
-    visible(&c, &ch).await;
+    c.wait_visible(&ch.id).await;
     let mut clients = vec![
         c.nodes[0].connect(&ch.id, &ch.token).await,
         c.nodes[1].connect(&ch.id, &ch.token).await,
@@ -461,7 +442,7 @@ async fn client_count_is_the_same_on_every_node() {
 async fn delete_and_reset_close_clients_on_every_node_with_4000() {
     let c = Cluster::start(3, &[]).await;
     let ch = c.nodes[2].create(json!({"pattern": "pub-sub"})).await;
-    visible(&c, &ch).await;
+    c.wait_visible(&ch.id).await;
     let mut clients = [
         c.nodes[0].connect(&ch.id, &ch.token).await,
         c.nodes[1].connect(&ch.id, &ch.token).await,
@@ -493,7 +474,7 @@ async fn delete_and_reset_close_clients_on_every_node_with_4000() {
 
     // DELETE /reset on node 1 closes the clients of nodes 0 and 2.
     let ch = c.nodes[0].create(json!({"pattern": "echo"})).await;
-    visible(&c, &ch).await;
+    c.wait_visible(&ch.id).await;
     let mut x = c.nodes[0].connect(&ch.id, &ch.token).await;
     let mut z = c.nodes[2].connect(&ch.id, &ch.token).await;
     for w in [&mut x, &mut z] {
@@ -518,7 +499,7 @@ async fn activity_on_any_node_keeps_a_channel_alive() {
             .create(json!({"pattern": "echo", "timeout": 1500}))
             .await;
         let mut ws = vec![c.nodes[0].connect(&ch.id, &ch.token).await];
-        visible(&c, &ch).await;
+        c.wait_visible(&ch.id).await;
         for s in &c.nodes[1..] {
             ws.push(s.connect(&ch.id, &ch.token).await);
         }

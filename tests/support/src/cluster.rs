@@ -318,6 +318,25 @@ fn node_env(
 }
 
 impl Cluster {
+    /// Polls until every node knows the channel `id` (its creation is committed on the node
+    /// that answered; the others apply it a moment later).
+    pub async fn wait_visible(&self, id: &str) {
+        for (i, s) in self.nodes.iter().enumerate() {
+            let what = format!("channel {id} visible on node {i}");
+            poll_until(&what, WAIT, || async {
+                let r = s
+                    .try_request("GET", &format!("/channels/{id}"), None, WAIT)
+                    .await?;
+                if r.status == 200 {
+                    Ok(())
+                } else {
+                    Err(format!("{} {}", r.status, r.text()))
+                }
+            })
+            .await;
+        }
+    }
+
     /// Start `n` nodes at the same moment (spawned back to back in ascending address order) and
     /// wait until they form one cluster with a leader and no learners.
     pub async fn start(n: usize, extra: &[(&str, &str)]) -> Cluster {

@@ -102,6 +102,39 @@ async fn slow_reader_gets_close_4008_when_it_finally_reads() {
 }
 
 #[actix_rt::test]
+async fn an_echo_client_that_never_reads_its_echoes_is_closed_4008_and_the_others_go_on() {
+    let s = Server::start(&[("WRS_CLIENT_QUEUE", "16")]).await;
+    let (id, token) = s.create_channel("echo").await;
+    let mut reader = s.connect(&id, &token).await;
+    let slow = raw_upgrade(s.api_port, &Server::connect_path(&id, &token), Some(4096)).await;
+    assert_eq!(slow.status, 101);
+    let mut slow = slow.into_raw();
+    s.wait_clients(&id, 2, WAIT).await;
+    let (mut sent, started) = (0, Instant::now());
+    let big = vec![7u8; 64 * 1024];
+    while s.clients(&id).await == 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the silent reader was never disconnected ({sent} sent)"
+        );
+        let send = slow.try_send_frame(true, 2, &big);
+        // An error or a timeout: closed by the server, or its socket stopped reading; look
+        // at the count again.
+        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_millis(200), send).await {
+            sent += 1;
+        }
+    }
+    eprintln!("the non-reading echo client was dropped after {sent} messages of 64 KiB");
+    match slow.read_until_close(Duration::from_secs(10)).await {
+        Some(Some(c)) => assert_eq!(c, 4008, "slow consumer close code"),
+        Some(None) => panic!("close frame without a code"),
+        None => eprintln!("connection ended without a close frame (its queue was full)"),
+    }
+    reader.send_text("still here").await;
+    assert_eq!(reader.recv_text().await, "still here");
+}
+
+#[actix_rt::test]
 async fn oversized_message_closes_with_1009() {
     let s = Server::start(&[("WRS_MAX_MESSAGE_SIZE", "1024")]).await;
     let (id, token) = s.create_channel("echo").await;

@@ -12,9 +12,10 @@ use actix_web::error::PayloadError;
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 
-use super::channel::{Channel, ChannelStats, Leave, Publish, Reserved};
-use super::outbox::{encode, Outbox};
+use super::channel::{Channel, ChannelStats, Leave, Publish, Reserved, MAX_PACING_WAIT};
+use super::outbox::{encode, Backlog, Outbox, PushError};
 use crate::error::CloseCause;
+use crate::metrics::{self, PatternCounters};
 use crate::model::{ClientId, Data};
 
 /// Per-connection limits, from the configuration.
@@ -41,6 +42,8 @@ pub struct Session {
     /// Waiting for room in the channel's mailbox; decoding resumes afterwards, in order.
     blocked: bool,
     done: bool,
+    /// The echo pattern's counters, once this session answered a message itself.
+    echo_counters: Option<PatternCounters>,
 }
 
 impl Session {
@@ -63,6 +66,7 @@ impl Session {
             last_seen: Instant::now(),
             blocked: false,
             done: false,
+            echo_counters: None,
         }
     }
 
@@ -146,6 +150,9 @@ impl Session {
         } else {
             Data::Binary(payload)
         };
+        if self.stats.echoes_here() {
+            return self.echo(data, ctx);
+        }
         let len = data.len();
         match self.stats.inbox.try_reserve(len) {
             Some(reserved) => self.forward(data, reserved, ctx),
@@ -171,6 +178,53 @@ impl Session {
     }
 
     /// Hands one message, its inbox room reserved, to the channel actor.
+    /// An echo channel's message when this node sequences it: its only recipient is its
+    /// sender, so it goes straight into this client's own outbox, without the hop to the
+    /// channel actor (another thread) and back. The actor's one other job for it, the
+    /// inactivity clock, is an atomic in `ChannelStats`. A full outbox makes this client a
+    /// slow consumer, as a delivery by the actor would; a busy one pauses reading until it
+    /// drains, as the actor's pacing would.
+    fn echo(&mut self, data: Data, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        self.stats.touch(now);
+        let counters = self
+            .echo_counters
+            .get_or_insert_with(|| PatternCounters::new("echo"));
+        counters.messages_in.inc();
+        let frame = match &data {
+            Data::Text(t) => encode(OpCode::Text, t.as_bytes()),
+            Data::Binary(b) => encode(OpCode::Binary, b),
+        };
+        match self.outbox.push_at(frame, now) {
+            Ok(backlog) => {
+                counters.messages_out.inc();
+                if backlog == Backlog::Busy {
+                    self.blocked = true;
+                    let outbox = Arc::clone(&self.outbox);
+                    let drained = async move {
+                        let _ = tokio::time::timeout(MAX_PACING_WAIT, outbox.drain()).await;
+                    }
+                    .into_actor(self);
+                    ctx.wait(drained.map(|(), act, ctx| {
+                        act.blocked = false;
+                        act.process(ctx);
+                    }));
+                }
+            }
+            Err(err) => {
+                counters.dropped.inc();
+                if err == PushError::Full {
+                    log::info!("client {}: a slow consumer of its own echoes", self.id);
+                    metrics::SLOW_CONSUMERS.inc();
+                    self.fail(CloseCause::SlowConsumer, ctx);
+                } else {
+                    self.done = true;
+                    ctx.stop();
+                }
+            }
+        }
+    }
+
     fn forward(&mut self, data: Data, reserved: Reserved, ctx: &mut Context<Self>) {
         let msg = Publish {
             from: self.id.clone(),

@@ -14,7 +14,7 @@ mod owner;
 mod proxy;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,9 @@ pub struct ChannelStats {
     last_activity: AtomicU64,
     born: Instant,
     pub inbox: Inbox,
+    /// An echo channel this node has sequenced since its creation (its owner never moved):
+    /// its sessions answer their own messages without the actor (`Session::echo`).
+    echo_here: AtomicBool,
 }
 
 impl ChannelStats {
@@ -51,10 +54,21 @@ impl ChannelStats {
             last_activity: AtomicU64::new(0),
             born: Instant::now(),
             inbox: Inbox(Arc::new(Semaphore::new(Inbox::BYTES))),
+            echo_here: AtomicBool::new(false),
         }
     }
 
-    fn touch(&self, now: Instant) {
+    /// Whether a session may echo its client's messages itself (see `echo_here`).
+    pub fn echoes_here(&self) -> bool {
+        self.echo_here.load(Ordering::Acquire)
+    }
+
+    fn set_echo_here(&self, on: bool) {
+        self.echo_here.store(on, Ordering::Release);
+    }
+
+    /// Activity now: the inactivity timeout counts from here.
+    pub fn touch(&self, now: Instant) {
         let ms = now.saturating_duration_since(self.born).as_millis() as u64;
         self.last_activity.store(ms, Ordering::Relaxed);
     }
@@ -299,7 +313,7 @@ const MAX_TIMER_STEP: Duration = Duration::from_secs(86_400);
 /// How often an idle channel repeats its delete request until the delete commits.
 const IDLE_RECHECK: Duration = Duration::from_millis(500);
 /// Bounds one flow-control wait; a writer that does not drain in time soon counts as stalled.
-const MAX_PACING_WAIT: Duration = Duration::from_millis(20);
+pub const MAX_PACING_WAIT: Duration = Duration::from_millis(20);
 /// Tries of a new client's join while the owner answers "unavailable" (it may be taking over
 /// the channel right now), and of a re-admission after the owner moved.
 const NEW_CLIENT_TRIES: u32 = 8;
@@ -340,6 +354,9 @@ impl Channel {
             None => Role::Owner(Owner::new(&shared)),
             Some(node) => Role::Proxy(Proxy::new(node, HashMap::new())),
         };
+        shared
+            .stats
+            .set_echo_here(owner.is_none() && shared.spec.pattern == Pattern::Echo);
         Channel {
             shared,
             role,
@@ -717,6 +734,10 @@ impl Handler<Topology> for Channel {
                 .map_or("this node".to_string(), |n| format!("node {n}"))
         );
         self.generation += 1;
+        // From the first move on, every message goes through the actor again, for good: an
+        // echo answered by its session could overtake one the actor holds, or one still in
+        // its mailbox (which the session cannot tell apart).
+        self.shared.stats.set_echo_here(false);
         // Only this node's clients stay; the others re-join from their own nodes, and round
         // robin starts over.
         let placeholder = Role::Proxy(Proxy::new(0, HashMap::new()));

@@ -145,6 +145,18 @@ pub struct RawWs {
 impl RawWs {
     /// Send one masked frame.
     pub async fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
+        self.try_send_frame(fin, opcode, payload)
+            .await
+            .expect("raw send");
+    }
+
+    /// Send one masked frame; the error if the server closed or reset the connection.
+    pub async fn try_send_frame(
+        &mut self,
+        fin: bool,
+        opcode: u8,
+        payload: &[u8],
+    ) -> std::io::Result<()> {
         let mut f = Vec::with_capacity(payload.len() + 14);
         f.push(if fin { 0x80 } else { 0 } | opcode);
         let len = payload.len();
@@ -160,7 +172,7 @@ impl RawWs {
         let mask = [0x12u8, 0x34, 0x56, 0x78];
         f.extend_from_slice(&mask);
         f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.stream.write_all(&f).await.expect("raw send");
+        self.stream.write_all(&f).await
     }
 
     /// Read one frame (opcode, payload) within `limit`; None on timeout or EOF.

@@ -21,30 +21,13 @@ cd "$(dirname "$0")/.."
 
 runs=3
 duration=5
-warmup=1
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --runs) runs="$2"; shift ;;
-    --duration) duration="$2"; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
-    *) echo "bench-cluster-cpu.sh: unknown argument $1" >&2; exit 2 ;;
-  esac
-  shift
-done
-
-say() { echo "bench-cluster-cpu.sh: $*" >&2; }
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
-work="target/bench/cluster-cpu-$stamp"
-mkdir -p "$work"
-work=$(cd "$work" && pwd)
-results="$work/results.jsonl"
+name=cluster-cpu
+help_lines=2,19p
+. scripts/bench-nodes.sh
 cpu="$work/cpu.tsv"
-: > "$results"; : > "$cpu"
-cargo build --release -p wrs -p wrs-bench
-bin=target/release
+: > "$cpu"
 tck=$(getconf CLK_TCK)
 
-. scripts/bench-nodes.sh
 
 ticks() {   # utime + stime of the given pids, in clock ticks
   local t=0 p f

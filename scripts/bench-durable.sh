@@ -13,27 +13,8 @@ cd "$(dirname "$0")/.."
 
 runs=3
 duration=4
-warmup=1
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --runs) runs="$2"; shift ;;
-    --duration) duration="$2"; shift ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-    *) echo "bench-durable.sh: unknown argument $1" >&2; exit 2 ;;
-  esac
-  shift
-done
-
-say() { echo "bench-durable.sh: $*" >&2; }
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
-work="target/bench/durable-$stamp"
-mkdir -p "$work"
-work=$(cd "$work" && pwd)
-results="$work/results.jsonl"
-: > "$results"
-cargo build --release -p wrs -p wrs-bench
-bin=target/release
-
+name=durable
+help_lines=2,10p
 . scripts/bench-nodes.sh
 
 measure() {

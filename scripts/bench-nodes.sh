@@ -1,6 +1,28 @@
-# Sourced by scripts/bench-durable.sh and scripts/bench-post.sh: starting and stopping wrs
-# nodes on free loopback ports for a benchmark. Expects `bin` (the release binaries), `work`
-# (the results folder) and a `say` function.
+# Sourced by the scripts/bench-*.sh that start their own wrs nodes (durable, post,
+# cluster-cpu), after they set `name` (results go to target/bench/<name>-<stamp>/), `help_lines`
+# (the lines of their header that --help prints) and the defaults `runs` and `duration`:
+# parses --runs / --duration, makes the results folder (`work`, `results`), builds the release
+# binaries (`bin`), and starts and stops wrs nodes on free loopback ports (`start`, `cleanup`).
+
+warmup=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) runs="$2"; shift ;;
+    --duration) duration="$2"; shift ;;
+    -h|--help) sed -n "$help_lines" "$0"; exit 0 ;;
+    *) echo "$(basename "$0"): unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+say() { echo "$(basename "$0"): $*" >&2; }
+work="target/bench/$name-$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+results="$work/results.jsonl"
+: > "$results"
+cargo build --release -p wrs -p wrs-bench
+bin=target/release
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 pick_port() {

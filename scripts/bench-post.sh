@@ -14,28 +14,9 @@ cd "$(dirname "$0")/.."
 
 runs=3
 duration=4
-warmup=1
 publishers=4
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --runs) runs="$2"; shift ;;
-    --duration) duration="$2"; shift ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-    *) echo "bench-post.sh: unknown argument $1" >&2; exit 2 ;;
-  esac
-  shift
-done
-
-say() { echo "bench-post.sh: $*" >&2; }
-stamp=$(date -u +%Y%m%dT%H%M%SZ)
-work="target/bench/post-$stamp"
-mkdir -p "$work"
-work=$(cd "$work" && pwd)
-results="$work/results.jsonl"
-: > "$results"
-cargo build --release -p wrs -p wrs-bench
-bin=target/release
-
+name=post
+help_lines=2,11p
 . scripts/bench-nodes.sh
 
 measure() {

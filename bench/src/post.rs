@@ -8,12 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::task::JoinSet;
-
 use crate::common::*;
 use crate::flow::{Flow, Stop};
 use crate::http::{create_channel, delete_channel, HttpConn};
-use crate::relay::{receiver, Ctx, Mode};
+use crate::relay::{connect_receivers, receiver, Ctx, Mode};
 use crate::Common;
 
 #[derive(Clone, Debug)]
@@ -128,21 +126,8 @@ pub async fn run(c: &Common, args: PostArgs) -> AnyResult<Outcome> {
         token_of(&ch.connect)
     );
 
-    // Subscribers first (so every message has its full audience), 100 connects at a time.
-    let mut subs = Vec::with_capacity(args.subscribers);
-    let mut pending = JoinSet::new();
-    for i in 0..args.subscribers {
-        let (node, connect) = (c.node(i).clone(), ch.connect.clone());
-        pending.spawn(async move { ws_connect(&node, &connect, None).await });
-        if pending.len() >= 100 || i + 1 == args.subscribers {
-            while let Some(r) = pending.join_next().await {
-                match r.map_err(|e| e.to_string()).and_then(|r| r) {
-                    Ok(ws) => subs.push(ws),
-                    Err(e) => out.error(format!("subscriber connect: {e}")),
-                }
-            }
-        }
-    }
+    // Subscribers first, so every message has its full audience.
+    let subs = connect_receivers(c, &ch.connect, args.subscribers, "subscriber", &mut out).await;
     if subs.is_empty() {
         delete_channel(node, &ch.id).await;
         return Err(format!(

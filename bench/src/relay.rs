@@ -189,6 +189,32 @@ async fn publisher(
     (sent, in_window, errors)
 }
 
+/// Connects `n` WebSocket clients to `connect`, round robin over the nodes, 100 at a time;
+/// a failed connect is an error of `out` (named `what`) and the client is left out.
+pub async fn connect_receivers(
+    c: &Common,
+    connect: &str,
+    n: usize,
+    what: &str,
+    out: &mut Outcome,
+) -> Vec<Ws> {
+    let mut clients = Vec::with_capacity(n);
+    let mut pending = JoinSet::new();
+    for i in 0..n {
+        let (node, path) = (c.node(i).clone(), connect.to_owned());
+        pending.spawn(async move { ws_connect(&node, &path, None).await });
+        if pending.len() >= 100 || i + 1 == n {
+            while let Some(r) = pending.join_next().await {
+                match r.map_err(|e| e.to_string()).and_then(|r| r) {
+                    Ok(ws) => clients.push(ws),
+                    Err(e) => out.error(format!("{what} connect: {e}")),
+                }
+            }
+        }
+    }
+    clients
+}
+
 pub async fn run(c: &Common, mode: Mode, args: RelayArgs) -> AnyResult<Outcome> {
     let node = &c.nodes[0];
     let (scenario, pattern, unit) = match mode {
@@ -211,21 +237,8 @@ pub async fn run(c: &Common, mode: Mode, args: RelayArgs) -> AnyResult<Outcome> 
     let mut http = HttpConn::connect(node).await?;
     let ch = create_channel(&mut http, pattern).await?;
 
-    // Receivers first (so every message has its full audience), 100 connects at a time.
-    let mut receivers = Vec::with_capacity(args.receivers);
-    let mut pending = JoinSet::new();
-    for i in 0..args.receivers {
-        let (node, path) = (c.node(i).clone(), ch.connect.clone());
-        pending.spawn(async move { ws_connect(&node, &path, None).await });
-        if pending.len() >= 100 || i + 1 == args.receivers {
-            while let Some(r) = pending.join_next().await {
-                match r.map_err(|e| e.to_string()).and_then(|r| r) {
-                    Ok(ws) => receivers.push(ws),
-                    Err(e) => out.error(format!("receiver connect: {e}")),
-                }
-            }
-        }
-    }
+    // Receivers first, so every message has its full audience.
+    let receivers = connect_receivers(c, &ch.connect, args.receivers, "receiver", &mut out).await;
     let mut pubs = Vec::with_capacity(args.publishers);
     for i in 0..args.publishers {
         match ws_connect(c.node(i), &ch.connect, None).await {

@@ -687,6 +687,12 @@ where
                     while this.write_buf.len() < *this.h1_write_buffer_size {
                         match body.as_mut().poll_next(cx) {
                             Poll::Ready(Some(Ok(item))) => {
+                                // wrs patch: a released write buffer is allocated once, at
+                                // the size this chunk needs, instead of grown from nothing.
+                                if this.write_buf.capacity() == 0 {
+                                    *this.write_buf =
+                                        BytesMut::with_capacity(item.len().max(LW_BUFFER_SIZE));
+                                }
                                 this.codec
                                     .encode(Message::Chunk(Some(item)), this.write_buf)?;
                             }
@@ -1237,7 +1243,15 @@ where
 
             // grow buffer if necessary.
             let remaining = this.read_buf.capacity() - this.read_buf.len();
-            if remaining < LW_BUFFER_SIZE {
+            // wrs patch: a released buffer (capacity 0, see the end of `poll`) starts at
+            // LW_BUFFER_SIZE. Most reads on an upgraded connection are one small frame, and an
+            // allocation this small comes from the allocator's per-thread cache instead of its
+            // bins; a buffer that fills up (or has almost no room left) grows to HW as before.
+            if this.read_buf.capacity() == 0 {
+                *this.read_buf = BytesMut::with_capacity(LW_BUFFER_SIZE);
+            } else if remaining < LW_BUFFER_SIZE
+                && (this.read_buf.len() >= LW_BUFFER_SIZE || remaining < LW_BUFFER_SIZE / 4)
+            {
                 this.read_buf.reserve(HW_BUFFER_SIZE - remaining);
             }
 

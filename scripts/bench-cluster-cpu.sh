@@ -8,6 +8,10 @@
 #                  nodes the publisher and subscribers spread over all of them
 #   pubsub-one     the same, every client on the first node (the channel's owner or not: the
 #                  owner is its rendezvous hash, so 1 in 3 of the runs have it local)
+#   pubsub-affine  the same, every client on the node the create response's url names
+#                  (wrs-bench pubsub --affine); on 3 nodes a cluster of its own started with
+#                  WRS_CONNECT_TO_OWNER=true, so that is the channel's owner and nothing
+#                  crosses nodes (on 1 node it is that node, as pubsub-one)
 #   api            create -> get -> delete at 1,500 req/s (50 clients), on 3 nodes each call
 #                  of a loop on another node
 #
@@ -22,7 +26,7 @@ cd "$(dirname "$0")/.."
 runs=3
 duration=5
 name=cluster-cpu
-help_lines=2,19p
+help_lines=2,22p
 . scripts/bench-nodes.sh
 cpu="$work/cpu.tsv"
 : > "$cpu"
@@ -58,9 +62,20 @@ for run in $(seq 1 "$runs"); do
     args=(--publishers 1 --subscribers 10 --rate 2000)
     measure "pubsub-spread-$n" pubsub "${urls[@]}"
     measure "pubsub-one-$n" pubsub "${urls[@]:0:2}"
+    if [ "$n" = 1 ]; then
+      args+=(--affine)
+      measure "pubsub-affine-$n" pubsub "${urls[@]}"
+    fi
     args=(--clients 50 --rate 1500)
     measure "api-$n" api "${urls[@]}"
     cleanup
+    if [ "$n" -gt 1 ]; then
+      say "run $run/$runs: $n node(s), WRS_CONNECT_TO_OWNER=true"
+      start "$n" 0 "$run" WRS_CONNECT_TO_OWNER=true
+      args=(--publishers 1 --subscribers 10 --rate 2000 --affine)
+      measure "pubsub-affine-$n" pubsub "${urls[@]}"
+      cleanup
+    fi
   done
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -77,7 +92,7 @@ for r, (label, scenario, ticks) in zip(results, cpu):
     per.setdefault(label, []).append((r["rate"], int(ticks) / tck, int(ticks) / tck / ops * 1e6, r["errors"]))
 print("| load | nodes | ops/s achieved | CPU-s of all wrs processes | CPU-µs per op | 3 nodes ÷ 1 node | errors | runs |")
 print("|---|---|---|---|---|---|---|---|")
-for base in ["pubsub-spread", "pubsub-one", "api"]:
+for base in ["pubsub-spread", "pubsub-one", "pubsub-affine", "api"]:
     one = statistics.median(x[2] for x in per.get(f"{base}-1", [(0, 0, 0, 0)]))
     for n in (1, 3):
         rows = per.get(f"{base}-{n}", [])

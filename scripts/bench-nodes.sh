@@ -39,11 +39,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start NODES DURABLE RUN: NODES wrs processes (one cluster when 3), each on an empty data dir
-# when DURABLE is 1, else in memory; sets `urls` and waits until every node answers and (for 3)
+# start NODES DURABLE RUN [VAR=VALUE...]: NODES wrs processes (one cluster when 3), each on an
+# empty data dir when DURABLE is 1, else in memory, each with the extra environment VAR=VALUE...
+# (e.g. WRS_CONNECT_TO_OWNER=true); sets `urls` and waits until every node answers and (for 3)
 # all agree on a leader, all of them voters.
 start() {
   local n=$1 durable=$2 run=$3 join="" ports=()
+  shift 3
+  local extra=("$@")
   for i in $(seq 0 $((n - 1))); do ports+=("$(pick_port $((18300 + 20 * i + 2 * run)))"); done
   if [ "$n" -gt 1 ]; then
     join=$(printf '127.0.0.1:%s,' "${ports[@]}"); join=${join%,}
@@ -52,9 +55,9 @@ start() {
   for i in $(seq 0 $((n - 1))); do
     local p=${ports[$i]} dir=""
     if [ "$durable" = 1 ]; then dir="$work/data-n$n-r$run-$i"; mkdir -p "$dir"; fi
-    WRS_BIND=127.0.0.1 WRS_API_PORT=$p WRS_NODE_PORT=$((p + 1000)) WRS_DOMAIN=127.0.0.1 \
-      WRS_JOIN=$join WRS_CLUSTER_SECRET=bench WRS_DATA_DIR=$dir \
-      "$bin/wrs" > "$work/wrs-n$n-d$durable-r$run-$i.log" 2>&1 &
+    env WRS_BIND=127.0.0.1 WRS_API_PORT=$p WRS_NODE_PORT=$((p + 1000)) WRS_DOMAIN=127.0.0.1 \
+      WRS_JOIN=$join WRS_CLUSTER_SECRET=bench WRS_DATA_DIR=$dir ${extra[@]+"${extra[@]}"} \
+      "$bin/wrs" > "$work/wrs-n$n-d$durable-r$run-$i${extra[*]:+-extra}.log" 2>&1 &
     pids+=("$!")
     urls+=(--url "http://127.0.0.1:$p")
   done

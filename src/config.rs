@@ -138,6 +138,11 @@ pub struct Config {
     /// `ws(s)://host[:port]` that replaces `WRS_DOMAIN:WRS_PUBLIC_API_PORT` in handed-out URLs,
     /// for a node whose `WRS_DOMAIN` is an internal name (a pod behind an ingress).
     pub public_url: Option<String>,
+    /// `WRS_CONNECT_TO_OWNER`: the `url` a create response hands out (and `data.url` in channel
+    /// views) names the channel's owner node (its `WRS_DOMAIN:WRS_PUBLIC_API_PORT`), so clients
+    /// that follow it skip the proxy hop. Only for nodes clients can reach one by one, hence
+    /// never together with `public_url`.
+    pub connect_to_owner: bool,
     /// Upper bound of the random wait before discovery, so nodes started together spread out.
     pub max_startup_delay: Duration,
     /// `WRS_DATA_DIR`: where the Raft log, hard state and snapshots are kept; `None` keeps
@@ -256,6 +261,17 @@ impl Config {
                 ));
             }
         }
+        let public_url = get("WRS_PUBLIC_URL").map(public_url).transpose()?;
+        let connect_to_owner = boolean("WRS_CONNECT_TO_OWNER", get("WRS_CONNECT_TO_OWNER"), false)?;
+        if connect_to_owner && public_url.is_some() {
+            return Err(bad(
+                "WRS_CONNECT_TO_OWNER",
+                "cannot be true while WRS_PUBLIC_URL is set: WRS_PUBLIC_URL is one address for \
+                 every node, so clients cannot be sent to a channel's owner node; unset \
+                 WRS_PUBLIC_URL (each node then advertises its own WRS_DOMAIN:WRS_PUBLIC_API_PORT) \
+                 or set WRS_CONNECT_TO_OWNER=false",
+            ));
+        }
         let default_workers = std::thread::available_parallelism().map_or(2, |n| n.get());
 
         Ok(Config {
@@ -336,7 +352,8 @@ impl Config {
             cors_origins: cors_origins(get("WRS_CORS_ORIGINS").as_deref().unwrap_or("*"))?,
             public_ssl: boolean("WRS_PUBLIC_SSL", get("WRS_PUBLIC_SSL"), false)?,
             readme: get("WRS_README_PATH").map(readme).transpose()?,
-            public_url: get("WRS_PUBLIC_URL").map(public_url).transpose()?,
+            public_url,
+            connect_to_owner,
             max_startup_delay: number(
                 "WRS_MAX_STARTUP_DELAY",
                 get("WRS_MAX_STARTUP_DELAY"),
@@ -377,12 +394,25 @@ impl Config {
         if let Some(url) = &self.public_url {
             return url.clone();
         }
-        let host = if self.domain.contains(':') && !self.domain.starts_with('[') {
-            format!("[{}]", self.domain)
-        } else {
-            self.domain.clone()
+        format!(
+            "{}://{}:{}",
+            self.ws_scheme(),
+            bracketed(&self.domain),
+            self.public_api_port
+        )
+    }
+
+    /// `ws(s)://host:port` for another member's advertised API address (`Member.api`,
+    /// `WRS_DOMAIN:WRS_PUBLIC_API_PORT` of that node, an IPv6 host with or without brackets),
+    /// with this node's scheme: the nodes of one cluster are configured alike.
+    pub fn ws_base_of(&self, api: &str) -> String {
+        let host_port = match api.rsplit_once(':') {
+            Some((host, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+                format!("{}:{port}", bracketed(host))
+            }
+            _ => bracketed(api),
         };
-        format!("{}://{host}:{}", self.ws_scheme(), self.public_api_port)
+        format!("{}://{host_port}", self.ws_scheme())
     }
 
     /// The scheme a browser uses to reach this node.
@@ -392,6 +422,15 @@ impl Config {
         } else {
             "http"
         }
+    }
+}
+
+/// A host for a URL: an IPv6 address gets its brackets (once).
+fn bracketed(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
     }
 }
 
@@ -738,5 +777,60 @@ mod tests {
         assert_eq!(err.var, "WRS_MAX_STARTUP_DELAY");
         let c = load(&[("WRS_MAX_STARTUP_DELAY", "250")]).unwrap();
         assert_eq!(c.max_startup_delay, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn connect_to_owner_is_off_by_default_parses_like_any_boolean_and_excludes_public_url() {
+        assert!(!load(&[]).unwrap().connect_to_owner);
+        for on in ["true", "1", "yes", "on", " TRUE "] {
+            assert!(
+                load(&[("WRS_CONNECT_TO_OWNER", on)])
+                    .unwrap()
+                    .connect_to_owner,
+                "{on}"
+            );
+        }
+        assert!(
+            !load(&[("WRS_CONNECT_TO_OWNER", "false")])
+                .unwrap()
+                .connect_to_owner
+        );
+        let err = load(&[("WRS_CONNECT_TO_OWNER", "owner")]).unwrap_err();
+        assert_eq!(err.var, "WRS_CONNECT_TO_OWNER");
+        let err = load(&[
+            ("WRS_CONNECT_TO_OWNER", "true"),
+            ("WRS_PUBLIC_URL", "wss://relay.example.org"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "WRS_CONNECT_TO_OWNER");
+        let text = err.to_string();
+        assert!(
+            text.contains("WRS_CONNECT_TO_OWNER") && text.contains("WRS_PUBLIC_URL"),
+            "{text}"
+        );
+        // Off, WRS_PUBLIC_URL is as before.
+        let c = load(&[
+            ("WRS_CONNECT_TO_OWNER", "false"),
+            ("WRS_PUBLIC_URL", "wss://relay.example.org"),
+        ])
+        .unwrap();
+        assert_eq!(c.public_ws_base(), "wss://relay.example.org");
+    }
+
+    #[test]
+    fn another_members_api_address_becomes_a_ws_base_with_this_nodes_scheme() {
+        let c = load(&[]).unwrap();
+        assert_eq!(
+            c.ws_base_of("wrs-1.wrs-peers:8080"),
+            "ws://wrs-1.wrs-peers:8080"
+        );
+        assert_eq!(c.ws_base_of("::1:18080"), "ws://[::1]:18080");
+        assert_eq!(c.ws_base_of("[::1]:18080"), "ws://[::1]:18080");
+        assert_eq!(c.ws_base_of("10.0.0.7:80"), "ws://10.0.0.7:80");
+        let c = load(&[("WRS_PUBLIC_SSL", "true")]).unwrap();
+        assert_eq!(
+            c.ws_base_of("relay-2.example.org:443"),
+            "wss://relay-2.example.org:443"
+        );
     }
 }

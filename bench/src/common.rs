@@ -379,6 +379,8 @@ pub async fn ws_connect(node: &Node, path: &str, src: Option<Ipv4Addr>) -> AnyRe
 pub struct Channel {
     pub id: String,
     pub connect: String,
+    /// The full WebSocket URL the response handed out (`url`), if it had one.
+    pub url: Option<String>,
 }
 
 pub fn parse_created(body: &[u8]) -> AnyResult<Channel> {
@@ -394,7 +396,8 @@ pub fn parse_created(body: &[u8]) -> AnyResult<Channel> {
             v["token"].as_str().unwrap_or("")
         ),
     };
-    Ok(Channel { id, connect })
+    let url = v["url"].as_str().map(str::to_owned);
+    Ok(Channel { id, connect, url })
 }
 
 /// Payload of a relayed message: `PPPPP SSSSSSSSSSSS TTTTTTTTTTTTTTTTTTT ` (publisher id,
@@ -524,5 +527,13 @@ mod tests {
         assert_eq!(ch.connect, "/channels/abc/connect?token=T");
         let ch = parse_created(br#"{"token":"T","connect":"/x","data":{"id":"abc"}}"#).unwrap();
         assert_eq!(ch.connect, "/x");
+        assert_eq!(ch.url, None);
+        let ch = parse_created(
+            br#"{"token":"T","url":"ws://127.0.0.1:18302/x","connect":"/x","data":{"id":"abc"}}"#,
+        )
+        .unwrap();
+        assert_eq!(ch.url.as_deref(), Some("ws://127.0.0.1:18302/x"));
+        let node = Node::parse(ch.url.as_deref().unwrap()).unwrap();
+        assert_eq!(node.host, "127.0.0.1:18302");
     }
 }

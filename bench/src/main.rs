@@ -105,6 +105,11 @@ enum Cmd {
         /// Messages in flight per publisher and subscriber.
         #[arg(long, default_value_t = 64)]
         window: u64,
+        /// Connect every client to the node the create response's `url` names (the channel's
+        /// owner when the nodes run with WRS_CONNECT_TO_OWNER=true), not round robin over the
+        /// --url nodes; the channel is still created through the first --url.
+        #[arg(long)]
+        affine: bool,
     },
     /// N publishers over HTTP (`POST /channels/{id}/messages`) → S WebSocket subscribers on
     /// one pub-sub channel: deliveries/s at the subscribers, requests/s at the publishers.
@@ -293,6 +298,7 @@ fn main() {
                 size,
                 rate,
                 window,
+                affine,
             } => {
                 let args = relay::RelayArgs {
                     publishers,
@@ -300,6 +306,7 @@ fn main() {
                     size,
                     rate,
                     window,
+                    affine,
                 };
                 vec![relay::run(&c, relay::Mode::PubSub, args).await]
             }
@@ -329,6 +336,7 @@ fn main() {
                     size,
                     rate,
                     window,
+                    affine: false,
                 };
                 vec![relay::run(&c, relay::Mode::PushPull, args).await]
             }

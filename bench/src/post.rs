@@ -127,7 +127,14 @@ pub async fn run(c: &Common, args: PostArgs) -> AnyResult<Outcome> {
     );
 
     // Subscribers first, so every message has its full audience.
-    let subs = connect_receivers(c, &ch.connect, args.subscribers, "subscriber", &mut out).await;
+    let subs = connect_receivers(
+        &c.nodes,
+        &ch.connect,
+        args.subscribers,
+        "subscriber",
+        &mut out,
+    )
+    .await;
     if subs.is_empty() {
         delete_channel(node, &ch.id).await;
         return Err(format!(

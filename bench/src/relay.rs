@@ -33,6 +33,9 @@ pub struct RelayArgs {
     /// Messages per second per publisher; 0 = as fast as the window allows.
     pub rate: f64,
     pub window: u64,
+    /// Every client connects to the node the create response's `url` names (with
+    /// `WRS_CONNECT_TO_OWNER` on, the channel's owner) instead of round robin over `--url`s.
+    pub affine: bool,
 }
 
 /// What the receivers share (the `post` scenario uses the same receivers).
@@ -189,10 +192,10 @@ async fn publisher(
     (sent, in_window, errors)
 }
 
-/// Connects `n` WebSocket clients to `connect`, round robin over the nodes, 100 at a time;
+/// Connects `n` WebSocket clients to `connect`, round robin over `nodes`, 100 at a time;
 /// a failed connect is an error of `out` (named `what`) and the client is left out.
 pub async fn connect_receivers(
-    c: &Common,
+    nodes: &[Node],
     connect: &str,
     n: usize,
     what: &str,
@@ -201,7 +204,7 @@ pub async fn connect_receivers(
     let mut clients = Vec::with_capacity(n);
     let mut pending = JoinSet::new();
     for i in 0..n {
-        let (node, path) = (c.node(i).clone(), connect.to_owned());
+        let (node, path) = (nodes[i % nodes.len()].clone(), connect.to_owned());
         pending.spawn(async move { ws_connect(&node, &path, None).await });
         if pending.len() >= 100 || i + 1 == n {
             while let Some(r) = pending.join_next().await {
@@ -213,6 +216,20 @@ pub async fn connect_receivers(
         }
     }
     clients
+}
+
+/// The node the create response's `url` names (plain `ws://` only, like every connect here).
+fn affine_node(ch: &Channel) -> AnyResult<Node> {
+    let url = ch
+        .url
+        .as_deref()
+        .ok_or("the create response has no url to follow")?;
+    if !url.starts_with("ws://") {
+        return Err(format!(
+            "the url {url} is not ws:// (wrs-bench speaks plain ws only)"
+        ));
+    }
+    Node::parse(url)
 }
 
 pub async fn run(c: &Common, mode: Mode, args: RelayArgs) -> AnyResult<Outcome> {
@@ -234,14 +251,29 @@ pub async fn run(c: &Common, mode: Mode, args: RelayArgs) -> AnyResult<Outcome> 
     out.param("size", args.size);
     out.param("rate_per_publisher", args.rate);
     out.param("window", args.window);
+    if args.affine {
+        out.param("affine", true);
+    }
     let mut http = HttpConn::connect(node).await?;
     let ch = create_channel(&mut http, pattern).await?;
+    let targets = if args.affine {
+        match affine_node(&ch) {
+            Ok(n) => vec![n],
+            Err(e) => {
+                delete_channel(node, &ch.id).await;
+                return Err(format!("{scenario} --affine: {e}"));
+            }
+        }
+    } else {
+        c.nodes.clone()
+    };
 
     // Receivers first, so every message has its full audience.
-    let receivers = connect_receivers(c, &ch.connect, args.receivers, "receiver", &mut out).await;
+    let receivers =
+        connect_receivers(&targets, &ch.connect, args.receivers, "receiver", &mut out).await;
     let mut pubs = Vec::with_capacity(args.publishers);
     for i in 0..args.publishers {
-        match ws_connect(c.node(i), &ch.connect, None).await {
+        match ws_connect(&targets[i % targets.len()], &ch.connect, None).await {
             Ok(ws) => pubs.push(ws),
             Err(e) => out.error(format!("publisher connect: {e}")),
         }

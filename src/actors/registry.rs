@@ -57,6 +57,12 @@ pub enum Mirror {
 #[rtype(result = "Option<ChannelHandle>")]
 pub struct Get(pub String);
 
+/// The node that sequences channel `id` by the current members, whether or not the channel is
+/// mirrored here yet (`None` = this node, or no member is up).
+#[derive(Message)]
+#[rtype(result = "Option<u64>")]
+pub struct Owner(pub String);
+
 /// Every channel, with the node that sequences it (`None` = this node).
 #[derive(Message)]
 #[rtype(result = "Vec<(Arc<ChannelInfo>, Option<u64>)>")]
@@ -278,6 +284,14 @@ impl Handler<Get> for Registry {
         let mut handle = self.channels.get(&msg.0).cloned()?;
         handle.owner = self.remote_owner(&msg.0);
         Some(handle)
+    }
+}
+
+impl Handler<Owner> for Registry {
+    type Result = Option<u64>;
+
+    fn handle(&mut self, msg: Owner, _: &mut Context<Self>) -> Self::Result {
+        self.remote_owner(&msg.0)
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::{spec, AppState};
 use crate::actors::channel::ChannelStats;
-use crate::actors::registry::{ChannelHandle, ChannelInfo, Get, List};
+use crate::actors::registry::{ChannelHandle, ChannelInfo, Get, List, Owner};
 use crate::body;
 use crate::cluster::node::{CatchUp, Propose, ProposeError};
 use crate::cluster::state::{Applied, Command};
@@ -45,6 +45,35 @@ fn record_json(record: &ChannelRecord, live: Live) -> Value {
     })
 }
 
+/// `ws(s)://host:port` of the node a client of a channel should connect to: with
+/// `WRS_CONNECT_TO_OWNER`, the channel's owner `owner` (`None` = this node) as the members
+/// advertise it; otherwise, or when the owner's address is not known here, this node's.
+fn connect_base(state: &AppState, owner: Option<u64>) -> String {
+    let config = &state.config;
+    if !config.connect_to_owner {
+        return config.public_ws_base();
+    }
+    owner
+        .and_then(|o| state.relay.api_of(o))
+        .map_or_else(|| config.public_ws_base(), |api| config.ws_base_of(&api))
+}
+
+/// With `WRS_CONNECT_TO_OWNER`, a channel view's `url`: the WebSocket URL of its connect path at
+/// its owner, without the token (which is handed out once, at creation, and not stored):
+/// append `?token=...` to open it.
+fn with_owner_url(state: &AppState, mut view: Value, owner: Option<u64>) -> Value {
+    if state.config.connect_to_owner {
+        let url = match view["id"].as_str() {
+            Some(id) => format!("{}/channels/{id}/connect", connect_base(state, owner)),
+            None => return view,
+        };
+        if let Some(fields) = view.as_object_mut() {
+            fields.insert("url".into(), Value::String(url));
+        }
+    }
+    view
+}
+
 /// Views of channels, with live numbers from each channel's owner node (one request per
 /// owner); a channel whose owner does not answer shows this node's numbers.
 async fn views(state: &AppState, channels: Vec<(Arc<ChannelInfo>, Option<u64>)>) -> Vec<Value> {
@@ -65,12 +94,12 @@ async fn views(state: &AppState, channels: Vec<(Arc<ChannelInfo>, Option<u64>)>)
     }
     channels
         .iter()
-        .map(|(info, _)| {
+        .map(|(info, owner)| {
             let live = remote
                 .get(&info.record.id)
                 .copied()
                 .unwrap_or_else(|| local_live(&info.stats));
-            record_json(&info.record, live)
+            with_owner_url(state, record_json(&info.record, live), *owner)
         })
         .collect()
 }
@@ -112,14 +141,30 @@ async fn create_channel(state: &AppState, spec: ChannelSpec) -> Result<HttpRespo
             Applied::Created(record) => {
                 let id = &record.id;
                 let connect = format!("/channels/{id}/connect?token={token}");
+                let owner = if config.connect_to_owner {
+                    state
+                        .registry
+                        .send(Owner(id.clone()))
+                        .await
+                        .map_err(mailbox)?
+                } else {
+                    None
+                };
+                let data = record_json(
+                    &record,
+                    Live {
+                        clients: 0,
+                        idle_ms: 0,
+                    },
+                );
                 return Ok(HttpResponse::Created()
                     .insert_header(("Location", format!("/channels/{id}")))
                     .json(json!({
                         "message": format!("Channel {id} created"),
                         "token": token,
-                        "url": format!("{}{connect}", config.public_ws_base()),
+                        "url": format!("{}{connect}", connect_base(state, owner)),
                         "connect": connect,
-                        "data": record_json(&record, Live { clients: 0, idle_ms: 0 }),
+                        "data": with_owner_url(state, data, owner),
                     })));
             }
             Applied::ChannelLimitReached(n) => return Err(ApiError::ChannelLimitReached(n)),

@@ -47,6 +47,9 @@ pub struct Relay {
     /// The thread that runs the links.
     arbiter: actix::ArbiterHandle,
     peers: RwLock<HashMap<u64, String>>,
+    /// Each member's advertised API address (`Member.api`), for URLs that send a client to a
+    /// channel's owner (`WRS_CONNECT_TO_OWNER`).
+    apis: RwLock<HashMap<u64, String>>,
     /// Members marked down: records for them are lost at once (and counted) instead of
     /// waiting on a link that cannot drain, which would hold up the channel that sends them.
     down: RwLock<HashSet<u64>>,
@@ -66,6 +69,7 @@ impl Relay {
             stall,
             arbiter,
             peers: RwLock::default(),
+            apis: RwLock::default(),
             down: RwLock::default(),
             links: Mutex::default(),
         })
@@ -85,10 +89,22 @@ impl Relay {
     /// them are down.
     pub fn set_members(&self, members: &[Member], down: &BTreeSet<u64>) {
         *self.down.write().unwrap_or_else(|e| e.into_inner()) = down.iter().copied().collect();
+        *self.apis.write().unwrap_or_else(|e| e.into_inner()) =
+            members.iter().map(|m| (m.id, m.api.clone())).collect();
         let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
         *peers = members.iter().map(|m| (m.id, m.peer.clone())).collect();
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
         links.retain(|id, link| peers.get(id) == Some(&link.addr));
+    }
+
+    /// The advertised API address (`WRS_DOMAIN:WRS_PUBLIC_API_PORT`) of member `node`, if it
+    /// is a committed member.
+    pub fn api_of(&self, node: u64) -> Option<String> {
+        self.apis
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&node)
+            .cloned()
     }
 
     fn peer(&self, node: u64) -> Option<String> {

@@ -14,6 +14,10 @@
 #                  crosses nodes (on 1 node it is that node, as pubsub-one)
 #   pubsub-spread-heavy  as pubsub-spread at 10,000 msg/s (100,000 deliveries/s): where
 #                  records share link frames and wake-ups, which a light load hardly does
+#   pubsub-cross-max  1 publisher -> 10 subscribers at the highest rate the setup sustains
+#                  (64 messages in flight per publisher), on 3 nodes the publisher on the first
+#                  node and the subscribers on the other two (wrs-bench pubsub --cross): the
+#                  cross-node max rate, and its CPU per delivery
 #   api            create -> get -> delete at 1,500 req/s (50 clients), on 3 nodes each call
 #                  of a loop on another node
 #   idle           no load for as long as one measurement takes: what the nodes spend on
@@ -85,6 +89,8 @@ for run in $(seq 1 "$runs"); do
     measure "pubsub-one-$n" pubsub "${urls[@]:0:2}"
     args=(--publishers 1 --subscribers 10 --rate 10000)
     measure "pubsub-spread-heavy-$n" pubsub "${urls[@]}"
+    args=(--publishers 1 --subscribers 10 --cross)
+    measure "pubsub-cross-max-$n" pubsub "${urls[@]}"
     args=(--publishers 1 --subscribers 10 --rate 2000)
     if [ "$n" = 1 ]; then
       args+=(--affine)
@@ -126,7 +132,7 @@ for r, (label, scenario, ticks, wall) in zip(results, cpu):
     per.setdefault(label, []).append((r["rate"], c, c / ops * 1e6, r["errors"], net / ops * 1e6))
 print("| load | nodes | ops/s achieved | CPU-s of all wrs processes | CPU-µs per op | 3 nodes ÷ 1 node | net of idle: CPU-µs per op | net 3 ÷ 1 | errors | runs |")
 print("|---|---|---|---|---|---|---|---|---|---|")
-for base in ["pubsub-spread", "pubsub-spread-heavy", "pubsub-one", "pubsub-affine", "api"]:
+for base in ["pubsub-spread", "pubsub-spread-heavy", "pubsub-cross-max", "pubsub-one", "pubsub-affine", "api"]:
     first = per.get(f"{base}-1", [(0, 0, 0, 0, 0)])
     one = statistics.median(x[2] for x in first)
     one_net = statistics.median(x[4] for x in first)

@@ -110,6 +110,10 @@ enum Cmd {
         /// --url nodes; the channel is still created through the first --url.
         #[arg(long)]
         affine: bool,
+        /// Publishers on the first --url, subscribers round robin over the others: every
+        /// delivery crosses nodes (the cross-node max rate with several --url).
+        #[arg(long, conflicts_with = "affine")]
+        cross: bool,
     },
     /// N publishers over HTTP (`POST /channels/{id}/messages`) → S WebSocket subscribers on
     /// one pub-sub channel: deliveries/s at the subscribers, requests/s at the publishers.
@@ -299,6 +303,7 @@ fn main() {
                 rate,
                 window,
                 affine,
+                cross,
             } => {
                 let args = relay::RelayArgs {
                     publishers,
@@ -307,6 +312,7 @@ fn main() {
                     rate,
                     window,
                     affine,
+                    cross,
                 };
                 vec![relay::run(&c, relay::Mode::PubSub, args).await]
             }
@@ -337,6 +343,7 @@ fn main() {
                     rate,
                     window,
                     affine: false,
+                    cross: false,
                 };
                 vec![relay::run(&c, relay::Mode::PushPull, args).await]
             }

@@ -36,6 +36,9 @@ pub struct RelayArgs {
     /// Every client connects to the node the create response's `url` names (with
     /// `WRS_CONNECT_TO_OWNER` on, the channel's owner) instead of round robin over `--url`s.
     pub affine: bool,
+    /// Publishers on the first node, receivers round robin over the others (with one node,
+    /// everything on it).
+    pub cross: bool,
 }
 
 /// What the receivers share (the `post` scenario uses the same receivers).
@@ -254,6 +257,9 @@ pub async fn run(c: &Common, mode: Mode, args: RelayArgs) -> AnyResult<Outcome> 
     if args.affine {
         out.param("affine", true);
     }
+    if args.cross {
+        out.param("cross", true);
+    }
     let mut http = HttpConn::connect(node).await?;
     let ch = create_channel(&mut http, pattern).await?;
     let targets = if args.affine {
@@ -268,12 +274,23 @@ pub async fn run(c: &Common, mode: Mode, args: RelayArgs) -> AnyResult<Outcome> 
         c.nodes.clone()
     };
 
+    let (pub_targets, recv_targets) = if args.cross && targets.len() > 1 {
+        (targets[..1].to_vec(), targets[1..].to_vec())
+    } else {
+        (targets.clone(), targets)
+    };
     // Receivers first, so every message has its full audience.
-    let receivers =
-        connect_receivers(&targets, &ch.connect, args.receivers, "receiver", &mut out).await;
+    let receivers = connect_receivers(
+        &recv_targets,
+        &ch.connect,
+        args.receivers,
+        "receiver",
+        &mut out,
+    )
+    .await;
     let mut pubs = Vec::with_capacity(args.publishers);
     for i in 0..args.publishers {
-        match ws_connect(&targets[i % targets.len()], &ch.connect, None).await {
+        match ws_connect(&pub_targets[i % pub_targets.len()], &ch.connect, None).await {
             Ok(ws) => pubs.push(ws),
             Err(e) => out.error(format!("publisher connect: {e}")),
         }

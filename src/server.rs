@@ -58,15 +58,11 @@ pub async fn run(config: Arc<Config>, stop: impl Future<Output = ()>) -> Result<
     // heartbeats (a late heartbeat costs a leader election).
     let raft_arbiter = Arbiter::new();
     let relay_arbiter = Arbiter::new();
-    for (i, arbiter) in arbiters.iter().enumerate() {
-        arbiter.spawn_fn(move || cluster::relay::mark_channel_thread(i));
-    }
     let relay = cluster::relay::Relay::new(
         me.clone(),
         config.cluster_secret.clone(),
         config.node_down_after,
         relay_arbiter.handle(),
-        arbiters.iter().map(Arbiter::handle).collect(),
     );
     let registry = Registry::new(
         arbiters.iter().map(Arbiter::handle).collect(),

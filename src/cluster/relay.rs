@@ -5,7 +5,6 @@
 //! server-side publishes and presence are request/response. A full link makes its sender wait (`Sent::Later`); records are lost
 //! only when a peer cannot be reached at all, and every loss is counted.
 
-use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -38,22 +37,6 @@ const LINK_CAPACITY: usize = 1 << 16;
 /// senders wait beyond it.
 const LINK_MAX_BYTES: usize = 64 << 20;
 
-thread_local! {
-    /// Which channel arbiter this thread is, set once when the arbiter starts
-    /// (`mark_channel_thread`); `None` on every other thread.
-    static CHANNEL_THREAD: Cell<Option<usize>> = const { Cell::new(None) };
-}
-
-/// Marks the calling thread as channel arbiter `index` (of the `channel_arbiters` given to
-/// `Relay::new`), so the records its channels send go out on links that run on this thread.
-pub fn mark_channel_thread(index: usize) {
-    CHANNEL_THREAD.with(|c| c.set(Some(index)));
-}
-
-/// A relay link: to this peer node, run on this channel arbiter (`usize::MAX`: the relay's
-/// own thread, for senders that are not channels).
-type LinkKey = (u64, usize);
-
 /// This node's view of where peers are and its open relay links to them. Shared by every
 /// channel.
 pub struct Relay {
@@ -61,12 +44,8 @@ pub struct Relay {
     secret: Option<String>,
     /// `WRS_NODE_DOWN_AFTER`: a link that makes no progress this long is cut.
     stall: Duration,
-    /// The thread that runs links for senders that are not channel actors.
+    /// The thread that runs the links.
     arbiter: actix::ArbiterHandle,
-    /// The channel arbiters. Each runs its own links, one per peer: a channel's records then
-    /// reach the socket without a thread hop (measured: one context switch per record on the
-    /// sending node otherwise), and a channel, which lives on one arbiter, keeps its order.
-    channel_arbiters: Vec<actix::ArbiterHandle>,
     peers: RwLock<HashMap<u64, String>>,
     /// Each member's advertised API address (`Member.api`), for URLs that send a client to a
     /// channel's owner (`WRS_CONNECT_TO_OWNER`).
@@ -74,7 +53,7 @@ pub struct Relay {
     /// Members marked down: records for them are lost at once (and counted) instead of
     /// waiting on a link that cannot drain, which would hold up the channel that sends them.
     down: RwLock<HashSet<u64>>,
-    links: Mutex<HashMap<LinkKey, Link>>,
+    links: Mutex<HashMap<u64, Link>>,
 }
 
 impl Relay {
@@ -83,14 +62,12 @@ impl Relay {
         secret: Option<String>,
         stall: Duration,
         arbiter: actix::ArbiterHandle,
-        channel_arbiters: Vec<actix::ArbiterHandle>,
     ) -> Arc<Relay> {
         Arc::new(Relay {
             me: RwLock::new(me),
             secret,
             stall,
             arbiter,
-            channel_arbiters,
             peers: RwLock::default(),
             apis: RwLock::default(),
             down: RwLock::default(),
@@ -117,7 +94,7 @@ impl Relay {
         let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
         *peers = members.iter().map(|m| (m.id, m.peer.clone())).collect();
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
-        links.retain(|(id, _), link| peers.get(id) == Some(&link.addr));
+        links.retain(|id, link| peers.get(id) == Some(&link.addr));
     }
 
     /// The advertised API address (`WRS_DOMAIN:WRS_PUBLIC_API_PORT`) of member `node`, if it
@@ -150,29 +127,32 @@ impl Relay {
             return Sent::Lost;
         }
         let bytes = frame.encode();
-        let slot = CHANNEL_THREAD
-            .with(Cell::get)
-            .filter(|i| *i < self.channel_arbiters.len());
-        let key = (node, slot.unwrap_or(usize::MAX));
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
-        let open = links.get(&key).is_some_and(|l| !l.is_closed());
+        let open = links.get(&node).is_some_and(|l| !l.is_closed());
         if !open {
             let Some(addr) = self.peer(node) else {
                 log::debug!("relay: no address for node {node}; a record is lost");
                 metrics::RELAY_LOST.inc();
                 return Sent::Lost;
             };
+            // Links run on the relay's own thread, away from the channels' arbiters.
             let settings = LinkSettings {
                 secret: self.secret.clone(),
                 frames: LINK_CAPACITY,
                 bytes: LINK_MAX_BYTES,
                 stall: self.stall,
             };
-            let arbiter = slot.map_or(&self.arbiter, |i| &self.channel_arbiters[i]);
-            let link = Link::open(arbiter, &self.me(), node, addr, settings, Purpose::Relay);
-            links.insert(key, link);
+            let link = Link::open(
+                &self.arbiter,
+                &self.me(),
+                node,
+                addr,
+                settings,
+                Purpose::Relay,
+            );
+            links.insert(node, link);
         }
-        let Some(link) = links.get(&key) else {
+        let Some(link) = links.get(&node) else {
             return Sent::Lost;
         };
         if link.send(bytes.clone(), false) {
